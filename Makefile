@@ -1,0 +1,25 @@
+# Two entry points: `make demo` and `make test`. Both create the virtual environment on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: venv install dev test lint demo clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip >/dev/null
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: venv
+	$(PY) -m ruff check nestbench tasks tests tools benchmarks
+	$(PY) -m pytest -q
+
+lint: venv
+	$(PY) -m ruff check nestbench tasks tests tools benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info

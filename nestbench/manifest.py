@@ -1,0 +1,83 @@
+"""NeMo JSONL manifests: one JSON object per line with ``audio_filepath`` (+ duration, offset, text, ...).
+
+Relative audio paths are resolved against the manifest's folder (as NeMo does when the file
+exists there), and every error names the manifest file and line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message names file and line."""
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    audio_filepath: Path
+    line: int
+    duration: float | None = None
+    offset: float = 0.0
+    utt_id: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+def read_manifest(path: str | Path, *, check_audio: bool = True) -> list[ManifestEntry]:
+    """Parse and validate; with ``check_audio`` a missing audio file is an error before any work."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    entries, missing = [], []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ManifestError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+            if not isinstance(item, dict) or "audio_filepath" not in item:
+                raise ManifestError(f"{path}:{lineno}: entry has no 'audio_filepath' key")
+            audio = resolve_audio_path(item["audio_filepath"], path)
+            if check_audio and not audio.is_file():
+                missing.append(f"{path}:{lineno}: {item['audio_filepath']} (looked for {audio})")
+            utt = item.get("id", item.get("utt_id"))
+            entries.append(
+                ManifestEntry(
+                    audio_filepath=audio,
+                    line=lineno,
+                    duration=_float_or_none(item.get("duration"), path, lineno, "duration"),
+                    offset=_float_or_none(item.get("offset"), path, lineno, "offset") or 0.0,
+                    utt_id=None if utt is None else str(utt),
+                    fields=item,
+                )
+            )
+    if missing:
+        more = f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise ManifestError(
+            f"{len(missing)} audio file(s) listed in {path} do not exist:\n  " + "\n  ".join(missing[:10]) + more
+        )
+    if not entries:
+        raise ManifestError(f"{path}: manifest has no entries")
+    return entries
+
+
+def resolve_audio_path(value: str, manifest: Path) -> Path:
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return p
+    beside = manifest.parent / p
+    return beside if beside.exists() or not p.exists() else p
+
+
+def _float_or_none(value: Any, path: Path, lineno: int, key: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ManifestError(f"{path}:{lineno}: '{key}' must be a number, got {value!r}") from None

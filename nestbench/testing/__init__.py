@@ -1,0 +1,1 @@
+"""Helpers shipped with the library for tests and parity checks (like lhotse's ``testing`` package)."""
