@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: venv install dev test lint demo clean
+.PHONY: venv test lint demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+# The offline quickstart: synthesises a SLURP-format mini corpus, builds a small FastConformer,
+# trains + evaluates SLU, prints the result table and appends one record to runs/results.jsonl.
+demo: venv
+	$(VENV)/bin/nestbench run experiments/quickstart/slurp.gin
 
 test: venv
 	$(PY) -m ruff check nestbench tasks tests tools benchmarks

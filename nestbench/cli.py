@@ -40,6 +40,41 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from .runner import run_experiment
+    from .spec import load_spec
+
+    spec = load_spec(args.spec, args.gin)  # a typo fails here, before any work
+    resume = True if args.resume == "latest" else args.resume
+    result = run_experiment(spec, runs_dir=args.runs_dir, resume=resume, wandb=args.wandb, progress=not args.quiet)
+    print(format_metrics(spec.experiment.name, result.metrics))
+    print(f"run folder: {result.run_dir}")
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from .metrics.slurp import score_files
+
+    scores = score_files(args.ref, args.hyp, allow_partial=args.allow_partial)
+    print(json.dumps(scores, indent=2, sort_keys=True))
+    return 0
+
+
+def format_metrics(name: str, metrics: dict[str, dict[str, float]]) -> str:
+    """A small fixed-width table: one row per metric, one column per split."""
+    splits = list(metrics)
+    keys = list(dict.fromkeys(k for m in metrics.values() for k in m))
+    width = max(len(k) for k in keys) if keys else 6
+    lines = [f"{name} — results", f"{'metric':<{width}}  " + "  ".join(f"{s:>8}" for s in splits)]
+    for k in keys:
+        cells = []
+        for s in splits:
+            v = metrics[s].get(k)
+            cells.append(f"{v:8.4f}" if isinstance(v, float) else f"{v!s:>8}")
+        lines.append(f"{k:<{width}}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nestbench", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -59,7 +94,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     ex.set_defaults(func=_extract)
+
+    run = sub.add_parser("run", help="train + evaluate one experiment spec (.gin)")
+    run.add_argument("spec", help="experiment spec, e.g. experiments/slurp.gin")
+    run.add_argument("--gin", action="append", default=[], help='extra binding, e.g. "OptimizerSetup.lr = 3e-4"')
+    run.add_argument("--runs-dir", default=None, help="default: $NESTBENCH_RUNS or ./runs")
+    run.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        default=None,
+        help="continue an interrupted run: its folder, or the latest unfinished one of this experiment",
+    )
+    run.add_argument(
+        "--wandb",
+        choices=["online", "offline", "disabled"],
+        default=None,
+        help="default: online when a W&B API key is configured, else offline",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=_run)
+
+    score = sub.add_parser("score", help="score existing predictions without training")
+    score_sub = score.add_subparsers(dest="task", required=True)
+    slurp = score_sub.add_parser("slurp", help="SLURP intent accuracy and SLU-F1 (official definitions)")
+    slurp.add_argument("--ref", required=True, help="gold: SLURP annotation jsonl (e.g. dataset/slurp/test.jsonl)")
+    slurp.add_argument("--hyp", required=True, help="predictions: jsonl of {file, scenario, action, entities}")
+    slurp.add_argument("--allow-partial", action="store_true", help="score even if some gold files lack a prediction")
+    slurp.set_defaults(func=_score)
     return parser
+
+
+def _configure_logging(verbose: bool) -> None:
+    """nestbench's own messages at INFO; other libraries only warn (Lightning prints its own lines)."""
+    import warnings
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("nestbench").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("tasks").setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(noisy).propagate = False
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,10 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     from .checkpoint import CheckpointError
+    from .runner import PreflightError
 
     try:
         return args.func(args)
-    except (ValueError, OSError, CheckpointError) as err:
+    except (ValueError, OSError, CheckpointError, PreflightError) as err:
         print(f"nestbench {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -107,3 +107,31 @@ def resolve_checkpoint(source: str | Path, cache_dir: str | Path | None = None) 
         f"{text!r} is not a file, folder or hub id: expected a .nemo file, an unpacked .nemo folder, "
         "or a Hugging Face id like 'nvidia/ssl_en_nest_large_v1.0'"
     )
+
+
+def checkpoint_status(source: str | Path, cache_dir: str | Path | None = None) -> tuple[Path | None, str | None]:
+    """Without touching the network: (local path, None) or (None, what to download and where).
+
+    Lets a run report a missing checkpoint together with missing data before any work starts.
+    """
+    text = str(source)
+    path = Path(source).expanduser()
+    if text.strip() and (path.is_file() or path.is_dir()):
+        return path, None
+    if isinstance(source, str) and is_hub_id(text):
+        placed = hub_placement(text, cache_dir)
+        if placed.is_file():
+            return placed, None
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(text, hub_filename(text), cache_dir=cache_root(cache_dir) / "huggingface")
+        except ValueError:
+            cached = None
+        if isinstance(cached, str):
+            return Path(cached), None
+        return None, (
+            f"checkpoint {text}: download {hub_url(text)} and place it at {placed} "
+            f"(or it is downloaded automatically when online)"
+        )
+    return None, f"checkpoint {text!r}: no such .nemo file or folder"

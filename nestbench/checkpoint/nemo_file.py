@@ -159,3 +159,28 @@ def split_state_dict(
         total = sum(ignored.values())
         logger.info("ignoring %d checkpoint keys outside %s (%s)", total, list(prefixes), detail)
     return groups, dict(ignored)
+
+
+def write_nemo(path: str | Path, config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> Path:
+    """Write a `.nemo` archive (``./model_config.yaml`` + ``./model_weights.ckpt``) atomically.
+
+    The layout is NeMo's own, so the files nestbench writes load in NeMo and in nestbench alike.
+    """
+    import io
+    import os
+    import tarfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    weights = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, weights)
+    members = {CONFIG_NAME: yaml.safe_dump(config, sort_keys=False).encode(), WEIGHTS_NAME: weights.getvalue()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tarfile.open(tmp, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(f"./{name}")
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    os.replace(tmp, path)
+    return path

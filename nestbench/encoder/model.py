@@ -79,9 +79,17 @@ class NestEncoder(nn.Module):
 
     # -- compute ------------------------------------------------------------------------------
     def forward(
-        self, audio: torch.Tensor, lengths: torch.Tensor | None = None, layers: Sequence[int] | None = None
+        self,
+        audio: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        layers: Sequence[int] | None = None,
+        augment: nn.Module | None = None,
     ) -> EncoderOutput:
-        """audio [B, S] float at ``sample_rate``; lengths [B] in samples (default: all S)."""
+        """audio [B, S] float at ``sample_rate``; lengths [B] in samples (default: all S).
+
+        ``augment(features [B, F, T], frames [B])`` runs between the mel front end and the
+        encoder (SpecAugment while fine-tuning).
+        """
         if audio.dim() == 1:
             audio = audio.unsqueeze(0)
         if lengths is None:
@@ -93,6 +101,8 @@ class NestEncoder(nn.Module):
                 f"({self.min_samples / self.sample_rate * 1000:.0f} ms): too short to encode"
             )
         features, frames = self.preprocessor(audio, lengths)
+        if augment is not None:
+            features = augment(features, frames)
         outs, out_lengths = self.encoder(features, frames, layers)
         ids = list(range(self.n_layers)) if layers is None else [i % self.n_layers for i in layers]
         return EncoderOutput(outs, out_lengths, ids)

@@ -1,0 +1,145 @@
+"""Manifest entries -> padded audio batches with task targets, in a resumable deterministic order.
+
+Batch shape legend: ``audio`` [B, S] float32 at the encoder's rate, ``audio_lengths`` [B] samples,
+``ids`` list[str], plus whatever ``task.collate_targets`` returns (e.g. ``tokens`` [B, U]).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from .audio import AudioError, AudioReader
+from .manifest import read_manifest
+from .task import Task
+
+
+def read_entries(manifest: Path) -> list[dict]:
+    """Manifest lines as dicts with ``audio_filepath`` resolved, ``id`` filled and ``duration`` known."""
+    reader = AudioReader()
+    entries = []
+    for e in read_manifest(manifest):
+        item = dict(e.fields)
+        item["audio_filepath"] = str(e.audio_filepath)
+        item["id"] = e.utt_id or e.audio_filepath.stem
+        item["duration"] = e.duration if e.duration is not None else reader.duration(e.audio_filepath)
+        item["offset"] = e.offset
+        item["_source"] = f"{manifest}:{e.line}"
+        entries.append(item)
+    return entries
+
+
+class AudioTargetDataset(Dataset):
+    def __init__(self, entries: Sequence[dict], task: Task, sample_rate: int, min_samples: int):
+        self.entries = list(entries)
+        self.task = task
+        self.reader = AudioReader(sample_rate)
+        self.min_samples = min_samples
+        self.targets = [task.make_target(e) for e in self.entries]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> dict:
+        e = self.entries[i]
+        if e.get("offset", 0.0) > 0:  # a segment of a longer recording
+            audio = self.reader.read(e["audio_filepath"], e["offset"], e.get("duration"))
+        else:
+            audio = self.reader.read(e["audio_filepath"])
+        if len(audio) < self.min_samples:
+            raise AudioError(
+                f"{e['audio_filepath']} ({e['_source']}): {len(audio)} samples is shorter than one "
+                f"analysis frame ({self.min_samples})"
+            )
+        return {"audio": torch.from_numpy(audio), "target": self.targets[i], "id": e["id"]}
+
+
+def make_collate(task: Task):
+    def collate(items: list[dict]) -> dict:
+        lengths = torch.tensor([len(it["audio"]) for it in items])
+        audio = torch.zeros(len(items), int(lengths.max()))
+        for i, it in enumerate(items):
+            audio[i, : len(it["audio"])] = it["audio"]
+        batch = {"audio": audio, "audio_lengths": lengths, "ids": [it["id"] for it in items]}
+        batch.update(task.collate_targets([it["target"] for it in items]))
+        return batch
+
+    return collate
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Similar-length batches in an order that depends only on (seed, epoch).
+
+    Shuffles, groups into pools of ``pool`` batches, sorts each pool by duration, cuts batches and
+    shuffles their order. Because the order is a pure function of the epoch, a run resumed from an
+    epoch-end checkpoint sees exactly the batches an uninterrupted run would. Under DDP each rank
+    takes every ``world_size``-th batch.
+    """
+
+    def __init__(
+        self,
+        durations: Sequence[float],
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        pool: int = 50,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.durations = np.asarray(durations, dtype=np.float64)
+        self.batch_size, self.shuffle, self.seed, self.pool = batch_size, shuffle, seed, pool
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        n = len(self.durations)
+        if not self.shuffle:
+            order = np.argsort(-self.durations, kind="stable")
+            return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+        rng = np.random.default_rng([self.seed, self.epoch])
+        perm = rng.permutation(n)
+        chunk = self.batch_size * self.pool
+        batches = []
+        for start in range(0, n, chunk):
+            idx = perm[start : start + chunk]
+            idx = idx[np.argsort(-self.durations[idx], kind="stable")]
+            batches += [idx[i : i + self.batch_size].tolist() for i in range(0, len(idx), self.batch_size)]
+        rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._batches()
+        usable = len(batches) - len(batches) % self.world_size if self.world_size > 1 else len(batches)
+        yield from batches[self.rank : usable : self.world_size]
+
+    def __len__(self) -> int:
+        total = math.ceil(len(self.durations) / self.batch_size)
+        return total // self.world_size if self.world_size > 1 else total
+
+
+def data_fingerprint(manifests: Sequence[Path]) -> str:
+    """sha256 over manifest bytes and each referenced audio file's name and size (cheap, catches edits)."""
+    h = hashlib.sha256()
+    for m in manifests:
+        m = Path(m)
+        h.update(m.name.encode())
+        data = m.read_bytes()
+        h.update(hashlib.sha256(data).digest())
+        for line in data.decode("utf-8").splitlines():
+            if line.strip():
+                item = json.loads(line)
+                audio = Path(item["audio_filepath"])
+                audio = audio if audio.is_absolute() else m.parent / audio
+                h.update(f"{audio.name}:{audio.stat().st_size if audio.exists() else -1}".encode())
+    return h.hexdigest()

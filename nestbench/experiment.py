@@ -1,0 +1,101 @@
+"""What an experiment is, as plain typed objects: gin binds them, notebooks construct them directly.
+
+Every hyper-parameter is documented once here; ``spec.py`` is the only place that knows gin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .task import DataSource, Task
+
+
+@dataclass(frozen=True)
+class EncoderSetup:
+    """How the pretrained NEST encoder feeds the task.
+
+    ``mode='frozen'``: encoder weights fixed; the task sees a learned combination of ``layers``
+    (``aggregation='superb'``: one weight per layer, initialised equal, softmax, weighted sum — the
+    SUPERB protocol; ``'nemo'``: raw weights initialised 1/L, no softmax — NeMo's
+    ``ConformerMultiLayerFeaturePreprocessor`` protocol; ``'last'``: the last layer only).
+    ``mode='finetune'``: the whole encoder trains and the task sees the last layer (the NEST card's
+    protocol for ASR, AST, diarization and SLU).
+    ``init_include`` / ``init_exclude``: NeMo ``init_from_pretrained_model`` semantics — a weight is
+    loaded from the checkpoint when its name (``encoder.…``/``preprocessor.…``) contains any include
+    string (all when empty) and none of the exclude strings; the rest keep their fresh initialisation.
+    ``freq_masks``/``time_masks``: SpecAugment on the log-mel features while training (NeMo's
+    ``SpectrogramAugmentation``: masks of up to ``freq_width`` bins and ``time_width`` x length frames).
+    """
+
+    checkpoint: str
+    mode: Literal["frozen", "finetune"] = "finetune"
+    aggregation: Literal["superb", "nemo", "last"] = "superb"
+    layers: str | Sequence[int] = "all"
+    layer_norm: bool = False
+    init_include: Sequence[str] = ()
+    init_exclude: Sequence[str] = ()
+    freq_masks: int = 0
+    freq_width: int = 27
+    time_masks: int = 0
+    time_width: float = 0.05
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class OptimizerSetup:
+    """AdamW with a warm-up schedule; separate learning rate for a fine-tuned encoder."""
+
+    lr: float = 1e-3
+    encoder_lr: float | None = None  # defaults to ``lr``
+    weight_decay: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.98)
+    schedule: Literal["warmup_cosine", "noam", "constant"] = "warmup_cosine"
+    warmup_steps: int = 500
+    min_lr: float = 1e-6
+
+
+@dataclass(frozen=True)
+class TrainerSetup:
+    """Lightning trainer knobs; ``devices > 1`` trains with DDP."""
+
+    max_epochs: int = 50
+    max_steps: int = -1
+    batch_size: int = 16
+    accelerator: str = "auto"
+    devices: int | str = 1
+    precision: str = "32-true"
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float = 1.0
+    val_check_interval: float | int = 1.0
+    check_val_every_n_epoch: int = 1
+    log_every_n_steps: int = 10
+    num_workers: int = 0
+    deterministic: bool = True
+    limit_train_batches: float | int = 1.0
+
+
+@dataclass(frozen=True)
+class TrackingSetup:
+    """Weights & Biases: offline unless an API key is set; runs sync later with ``wandb sync``."""
+
+    wandb: Literal["auto", "online", "offline", "disabled"] = "auto"
+    project: str = "nestbench"
+    entity: str | None = None
+    group: str | None = None
+    tags: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    task: Task
+    data: DataSource
+    encoder: EncoderSetup
+    optimizer: OptimizerSetup = field(default_factory=OptimizerSetup)
+    trainer: TrainerSetup = field(default_factory=TrainerSetup)
+    tracking: TrackingSetup = field(default_factory=TrackingSetup)
+    seed: int = 0
+    board: Literal["full", "quickstart"] = "full"  # leaderboard that its results go to
+    notes: dict[str, Any] = field(default_factory=dict)

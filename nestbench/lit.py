@@ -1,0 +1,116 @@
+"""One LightningModule for every task: upstream features -> task head, with the task's loss and metric.
+
+Dev metrics are computed from decoded predictions at each validation (``dev/<metric>``), so
+checkpoint selection and sweeps use the task's real metric, never the test split.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+from .experiment import OptimizerSetup
+from .task import Task
+from .upstream import Upstream
+
+
+class TaskModule(pl.LightningModule):
+    def __init__(
+        self,
+        upstream: Upstream,
+        task: Task,
+        head: nn.Module,
+        optim: OptimizerSetup,
+        dev_references: dict,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.upstream, self.task, self.head = upstream, task, head
+        self.optim = optim
+        self.dev_references = dev_references
+        self.seed = seed
+        self._dev_predictions: dict = {}
+        self.last_dev_metrics: dict[str, float] = {}
+
+    def features(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.upstream(batch["audio"], batch["audio_lengths"])
+
+    # -- training -----------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        # Dropout and other randomness depend only on (seed, epoch): a run resumed from an
+        # epoch-end checkpoint continues exactly as an uninterrupted one would.
+        torch.manual_seed(self.seed * 100_003 + self.current_epoch)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        feats, lengths = self.features(batch)
+        loss = self.task.loss(self.head, feats, lengths, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[-1]["lr"], batch_size=len(batch["ids"]))
+        return loss
+
+    # -- validation ---------------------------------------------------------------------------
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        feats, lengths = self.features(batch)
+        loss = self.task.loss(self.head, feats, lengths, batch)
+        self.log("dev/loss", loss, batch_size=len(batch["ids"]), sync_dist=True)
+        for utt, pred in zip(batch["ids"], self.task.decode(self.head, feats, lengths), strict=True):
+            self._dev_predictions[utt] = pred
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._dev_predictions:
+            return
+        refs = {k: self.dev_references[k] for k in self._dev_predictions}
+        metrics = self.task.score(self._dev_predictions, refs)
+        self._dev_predictions = {}
+        self.last_dev_metrics = metrics
+        for key, value in metrics.items():
+            self.log(f"dev/{key}", float(value), prog_bar=key == self.task.metrics[0], sync_dist=True)
+        if self.upstream.frozen and self.upstream.aggregator.protocol != "last":
+            for layer, w in self.upstream.layer_weights().items():
+                self.log(f"layer_weight/{layer}", w)
+
+    # -- optimisation -------------------------------------------------------------------------
+    def configure_optimizers(self):
+        o = self.optim
+        enc = [p for p in self.upstream.encoder.parameters() if p.requires_grad]
+        enc_ids = {id(p) for p in enc}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in enc_ids]
+        groups = [{"params": rest, "lr": o.lr}]
+        if enc:
+            groups.insert(0, {"params": enc, "lr": o.encoder_lr if o.encoder_lr is not None else o.lr})
+        optimizer = torch.optim.AdamW(groups, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        base = [g["lr"] for g in groups]
+        factor = schedule_factor(o.schedule, o.warmup_steps, total)
+        lambdas = [(lambda step, b=b: max(factor(step), o.min_lr / b) if b > 0 else 0.0) for b in base]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def schedule_factor(name: str, warmup: int, total: int):
+    """Multiplier on the base learning rate at optimisation step ``step``."""
+    warmup = max(0, min(warmup, total - 1))
+
+    def warmup_cosine(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    def noam(step: int) -> float:
+        step = step + 1
+        w = max(1, warmup)
+        return min(step**-0.5, step * w**-1.5) * w**0.5
+
+    def constant(step: int) -> float:
+        return min(1.0, (step + 1) / warmup) if warmup else 1.0
+
+    table = {"warmup_cosine": warmup_cosine, "noam": noam, "constant": constant}
+    if name not in table:
+        raise ValueError(f"OptimizerSetup.schedule={name!r}: expected one of {sorted(table)}")
+    return table[name]

@@ -1,0 +1,1 @@
+"""Metrics, each scored exactly as the field's reference tool scores it."""

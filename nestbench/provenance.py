@@ -1,0 +1,66 @@
+"""What a result needs to be reproducible: code version, packages, machine, config hash."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+PACKAGES = (
+    "nestbench",
+    "torch",
+    "torchaudio",
+    "lightning",
+    "gin-config",
+    "numpy",
+    "wandb",
+    "optuna",
+    "sentencepiece",
+    "jiwer",
+    "sacrebleu",
+    "pyannote.metrics",
+)
+
+
+def git_state(path: str | Path = ".") -> dict:
+    """Commit of the checkout holding ``path`` and whether it has uncommitted changes."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (subprocess.CalledProcessError, FileNotFoundError, NotADirectoryError):
+        return {"commit": None, "dirty": None}
+
+
+def package_versions(names=PACKAGES) -> dict[str, str]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def config_hash(operative_config: str) -> str:
+    """sha256 of the operative config with comments and blank lines dropped (they don't change a run)."""
+    lines = [ln.rstrip() for ln in operative_config.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def device_info(accelerator: str = "cpu") -> dict:
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available() and accelerator != "cpu":
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_count"] = torch.cuda.device_count()
+    return info

@@ -1,0 +1,318 @@
+"""``nestbench run``: one experiment from spec to trusted, reproducible result. Reads top-down.
+
+Run folder ``<runs>/<experiment>/<run-id>/``:
+  ``config.gin`` operative config · ``run.json`` provenance · ``run.log`` · ``csv/metrics.csv`` curves
+  ``checkpoints/{best,last}.ckpt`` · ``predictions/{dev,test}.*`` in the task's native format
+  ``metrics.json`` final dev + test metrics · ``wandb/`` offline W&B run (unless disabled)
+and one record appended to ``<runs>/results.jsonl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from .data import AudioTargetDataset, BucketBatchSampler, data_fingerprint, make_collate, read_entries
+from .experiment import Experiment
+from .provenance import config_hash, device_info, git_state, package_versions
+from .results import ResultsStore
+from .rundir import find_resumable, new_run_dir
+from .spec import LoadedSpec
+from .tracking import log_final, make_loggers, wandb_mode
+from .upstream import build_upstream
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.jsonl"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    record: dict
+
+
+def default_runs_dir(runs_dir: str | Path | None = None) -> Path:
+    return Path(runs_dir or os.environ.get("NESTBENCH_RUNS") or "runs")
+
+
+def run_experiment(
+    spec: LoadedSpec,
+    *,
+    runs_dir: str | Path | None = None,
+    resume: str | Path | bool | None = None,
+    wandb: str | None = None,
+    progress: bool = True,
+) -> RunResult:
+    exp: Experiment = spec.experiment
+    runs = default_runs_dir(runs_dir)
+    started = time.time()
+
+    # 1. fail fast: data and checkpoint must be reachable before any work
+    preflight(exp)
+
+    # 2. run folder: new (never overwriting) or the one being resumed
+    run_dir = _run_dir(runs, exp.name, resume)
+    with _log_to_file(run_dir / "run.log"):
+        return _run_in(spec, exp, runs, run_dir, wandb, progress, started)
+
+
+def _run_in(
+    spec: LoadedSpec, exp: Experiment, runs: Path, run_dir: Path, wandb, progress: bool, started: float
+) -> RunResult:
+    _write_or_check_config(run_dir / "config.gin", spec.operative_config)
+    log.info("run folder %s", run_dir)
+
+    # 3. data: prepared once (cached beside the runs), then the task fits what depends on it
+    import lightning.pytorch as pl
+
+    pl.seed_everything(exp.seed, workers=True)
+    splits = exp.task.prepare_data(exp.data, runs / "_data")
+    train_entries = [e for m in splits.train for e in read_entries(m)]
+    dev_entries, test_entries = read_entries(splits.dev), read_entries(splits.test)
+    exp.task.setup(train_entries, run_dir)
+
+    # 4. model: upstream (NEST + layer aggregation) and the task's head
+    upstream = build_upstream(exp.encoder)
+    head = exp.task.build_head(upstream.feature_dim)
+    loaders = _loaders(exp, upstream, train_entries, dev_entries, test_entries)
+    from .lit import TaskModule
+
+    module = TaskModule(
+        upstream, exp.task, head, exp.optimizer, {e["id"]: exp.task.reference(e) for e in dev_entries}, seed=exp.seed
+    )
+
+    # 5. train with Lightning (checkpoints at validation: best by the dev headline metric + last)
+    mode = wandb_mode(exp.tracking, wandb)
+    config = {
+        "spec": str(spec.path),
+        "overrides": list(spec.overrides),
+        "config_hash": config_hash(spec.operative_config),
+        "experiment": exp.name,
+    }
+    loggers, wandb_logger = make_loggers(
+        exp.tracking, run_dir, f"{exp.name}/{run_dir.name}", mode, config, _wandb_id(run_dir)
+    )
+    trainer, best_cb = _trainer(exp, run_dir, loggers, progress)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    trainer.fit(module, loaders["train"], loaders["dev"], ckpt_path=str(last) if last.exists() else None)
+
+    # 6. evaluate the best checkpoint on dev and test; write predictions in the task's format
+    best = best_cb.best_model_path or str(last)
+    module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    module.to(trainer.strategy.root_device)
+    metrics, table = {}, None
+    for split, loader, entries in (("dev", loaders["dev"], dev_entries), ("test", loaders["test"], test_entries)):
+        preds = predict(module, loader)
+        refs = {e["id"]: exp.task.reference(e) for e in entries}
+        metrics[split] = exp.task.score(preds, refs)
+        exp.task.write_predictions(preds, run_dir / "predictions" / split)
+        if split == "test":
+            table = (["id", "reference", "prediction"], [[k, str(refs[k]), str(v)] for k, v in sorted(preds.items())])
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    # 7. provenance record in the results store
+    record = _record(spec, exp, run_dir, metrics, splits, upstream, trainer, started, best)
+    ResultsStore(runs / RESULTS_FILE).append(record)
+    (run_dir / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    log_final(wandb_logger, metrics, table, run_dir / "config.gin")
+    if wandb_logger is not None:
+        wandb_logger.experiment.finish()
+    return RunResult(run_dir, metrics, record)
+
+
+def _write_or_check_config(path: Path, operative: str) -> None:
+    """A resumed run must continue under the config it started with."""
+    if path.exists() and config_hash(path.read_text(encoding="utf-8")) != config_hash(operative):
+        raise ValueError(
+            f"{path}: the spec's operative config changed since this run started; "
+            "resume with the original spec and overrides, or start a new run"
+        )
+    path.write_text(operative, encoding="utf-8")
+
+
+class PreflightError(RuntimeError):
+    """Something a run needs is missing; the message says what to download and where."""
+
+
+def preflight(exp: Experiment) -> None:
+    from .checkpoint import checkpoint_status, resolve_checkpoint
+
+    problems = list(exp.task.check_data(exp.data))
+    local, missing = checkpoint_status(exp.encoder.checkpoint, exp.encoder.cache_dir)
+    if missing and (problems or not _looks_like_hub_id(exp.encoder.checkpoint)):
+        problems.append(missing)
+    if problems:
+        raise PreflightError(f"experiment '{exp.name}' cannot start:\n  - " + "\n  - ".join(problems))
+    if local is None:
+        resolve_checkpoint(exp.encoder.checkpoint, exp.encoder.cache_dir)  # downloads, or says where to put it
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    from .checkpoint.hub import is_hub_id
+
+    return is_hub_id(str(source))
+
+
+@torch.inference_mode()
+def predict(module, loader) -> dict:
+    module.eval()
+    device = next(module.parameters()).device
+    out = {}
+    for batch in loader:
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        feats, lengths = module.features(batch)
+        for utt, pred in zip(batch["ids"], module.task.decode(module.head, feats, lengths), strict=True):
+            out[utt] = pred
+    return out
+
+
+def _run_dir(runs: Path, name: str, resume) -> Path:
+    if resume in (None, False):
+        return new_run_dir(runs, name)
+    if resume is True:
+        found = find_resumable(runs, name)
+        if found is None:
+            raise FileNotFoundError(f"--resume: no unfinished run of '{name}' under {runs}")
+        return found
+    path = Path(resume)
+    if not (path / "config.gin").exists():
+        raise FileNotFoundError(f"--resume {path}: not a run folder (no config.gin)")
+    return path
+
+
+def _loaders(exp: Experiment, upstream, train, dev, test) -> dict:
+    from torch.utils.data import DataLoader
+
+    enc = upstream.encoder
+    collate = make_collate(exp.task)
+    t = exp.trainer
+    rank, world = _rank_world()
+    loaders = {}
+    for split, entries, shuffle in (("train", train, True), ("dev", dev, False), ("test", test, False)):
+        ds = AudioTargetDataset(entries, exp.task, enc.sample_rate, enc.min_samples)
+        sampler = BucketBatchSampler(
+            [e["duration"] for e in entries],
+            t.batch_size,
+            shuffle=shuffle,
+            seed=exp.seed,
+            rank=rank if shuffle else 0,
+            world_size=world if shuffle else 1,
+        )
+        loaders[split] = DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=t.num_workers)
+    return loaders
+
+
+def _rank_world() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _trainer(exp: Experiment, run_dir: Path, loggers, progress: bool):
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    t = exp.trainer
+    metric = exp.task.metrics[0]
+    best_cb = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor=f"dev/{metric}",
+        mode="max" if exp.task.direction(metric) == "max" else "min",
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+    )
+    trainer = pl.Trainer(
+        max_epochs=t.max_epochs,
+        max_steps=t.max_steps,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy="ddp" if isinstance(t.devices, int) and t.devices > 1 else "auto",
+        precision=t.precision,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=t.gradient_clip_val,
+        val_check_interval=t.val_check_interval,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        log_every_n_steps=t.log_every_n_steps,
+        deterministic=t.deterministic,
+        logger=loggers,
+        callbacks=[best_cb],
+        enable_progress_bar=progress,
+        default_root_dir=str(run_dir),
+        limit_train_batches=t.limit_train_batches,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+    )
+    return trainer, best_cb
+
+
+def _record(spec: LoadedSpec, exp: Experiment, run_dir: Path, metrics: dict, splits, upstream, trainer, started, best):
+    root = spec.path.resolve().parent
+    return {
+        "experiment": exp.name,
+        "run_id": run_dir.name,
+        "run_dir": str(run_dir),
+        "spec": str(spec.path),
+        "overrides": list(spec.overrides),
+        "config_hash": config_hash(spec.operative_config),
+        "task": exp.task.name,
+        "convention": exp.task.convention,
+        "board": exp.board,
+        "metrics": metrics,
+        "encoder": {
+            "checkpoint": exp.encoder.checkpoint,
+            "sha256": upstream.encoder.checkpoint_sha256,
+            "mode": exp.encoder.mode,
+            "aggregation": exp.encoder.aggregation if exp.encoder.mode == "frozen" else None,
+            "n_layers": upstream.encoder.n_layers,
+            "d_model": upstream.encoder.d_model,
+        },
+        "seed": exp.seed,
+        "data_fingerprint": data_fingerprint(splits.all_manifests()),
+        "git": git_state(root),
+        "packages": package_versions(),
+        "device": {
+            **device_info(exp.trainer.accelerator),
+            "accelerator": str(trainer.accelerator.__class__.__name__),
+            "precision": exp.trainer.precision,
+            "devices": exp.trainer.devices,
+        },
+        "best_checkpoint": best,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "wall_seconds": round(time.time() - started, 2),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "optimizer": asdict(exp.optimizer),
+    }
+
+
+def _wandb_id(run_dir: Path) -> str | None:
+    """Reuse the W&B run id of an interrupted run, so a resumed run continues the same W&B run."""
+    found = sorted((run_dir / "wandb").glob("offline-run-*")) + sorted((run_dir / "wandb").glob("run-*"))
+    return found[-1].name.rsplit("-", 1)[-1] if found else None
+
+
+@contextlib.contextmanager
+def _log_to_file(path: Path):
+    """Everything nestbench and Lightning log during the run also goes to ``run.log``."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    targets = [logging.getLogger(), logging.getLogger("lightning.pytorch")]
+    for t in targets:
+        t.addHandler(handler)
+    try:
+        yield
+    finally:
+        for t in targets:
+            t.removeHandler(handler)
+        handler.close()

@@ -1,0 +1,283 @@
+"""Spoken language understanding on SLURP: intent (scenario + action) and slot filling.
+
+The NeMo approach: the encoder's features feed a transformer decoder that *writes* the semantics
+as text, decoded with beam search and parsed back into structure. The target text is
+
+    ``alarm_set ; time : five am ; date : tomorrow``
+
+intent first (one SentencePiece symbol per intent seen in training), then ``type : filler`` slots.
+Scores are SLURP's official intent accuracy and SLU-F1 (``nestbench.metrics.slurp``), computed
+per recording file on the headset recordings.
+
+Data sources: ``SlurpData`` (the real corpus in SLURP's own layout) and ``MiniSlurpData`` (a
+SLURP-format corpus synthesised offline for the quickstart). Both go through the same recipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nestbench.metrics.slurp import SlotValue, SluPrediction, score_slurp, write_predictions
+from nestbench.modules.beam_search import beam_search
+from nestbench.modules.text_decoder import TransformerTextDecoder, sequence_loss, teacher_forcing_batch
+from nestbench.recipes.slurp import prepare_slurp
+from nestbench.task import DataSplits
+from nestbench.text.tokenizer import SentencePieceTokenizer
+
+INTENT_SEP, SLOT_SEP, FILLER_SEP = " ; ", " ; ", " : "
+
+
+# --- data sources ------------------------------------------------------------------------------
+class SlurpData:
+    """The SLURP corpus in its own layout: ``<corpus_dir>/dataset/slurp/*.jsonl`` + ``audio/slurp_{real,synth}``."""
+
+    def __init__(
+        self,
+        corpus_dir: str,
+        train_splits: Sequence[str] = ("train", "train_synthetic"),
+        train_recordings: str = "headset",
+        eval_recordings: str = "all",
+    ):
+        self.corpus_dir = Path(corpus_dir).expanduser()
+        self.train_splits = tuple(train_splits)
+        self.train_recordings, self.eval_recordings = train_recordings, eval_recordings
+
+    def missing(self) -> list[str]:
+        root = self.corpus_dir
+        needed = [root / "dataset" / "slurp" / f"{s}.jsonl" for s in (*self.train_splits, "devel", "test")]
+        absent = [p for p in needed if not p.is_file()]
+        audio = [root / "audio" / "slurp_real", root / "slurp_real"]
+        problems = []
+        if absent or not any(a.is_dir() for a in audio):
+            problems.append(
+                f"SLURP not found under {root}: run `nestbench download slurp --to {root}` (about 6 GB), or place "
+                f"the annotation files at {root}/dataset/slurp/{{train,train_synthetic,devel,test}}.jsonl "
+                f"(github.com/pswietojanski/slurp) and the audio from slurp_real.tar.gz / slurp_synth.tar.gz at "
+                f"{root}/audio/slurp_real/ and {root}/audio/slurp_synth/"
+                + (f"; missing: {', '.join(str(p) for p in absent)}" if absent else "")
+            )
+        return problems
+
+    def prepare(self, work_dir: Path) -> DataSplits:
+        """Training on ``train_recordings``; devel/test on ``eval_recordings`` — ``all`` by default, because
+        SLURP's official evaluation (and the NEST card) scores every recording file of the test set."""
+        train_out = Path(work_dir) / f"slurp-train-{self.train_recordings}"
+        eval_out = Path(work_dir) / f"slurp-eval-{self.eval_recordings}"
+        manifests = prepare_slurp(
+            self.corpus_dir, train_out, splits=self.train_splits, recordings=self.train_recordings
+        )
+        manifests.update(
+            prepare_slurp(self.corpus_dir, eval_out, splits=("devel", "test"), recordings=self.eval_recordings)
+        )
+        return _splits(manifests, self.train_splits, eval_out)
+
+
+class MiniSlurpData:
+    """A SLURP-format corpus synthesised offline with espeak-ng (disjoint train/test voices).
+
+    It has headset recordings only, so every split is scored on all of its recordings."""
+
+    eval_recordings = "all"
+
+    def __init__(self, n_train: int = 720, n_devel: int = 160, n_test: int = 240, seed: int = 0):
+        from nestbench.synth.slurp_mini import MiniSlurpConfig
+
+        self.config = MiniSlurpConfig(n_train=n_train, n_devel=n_devel, n_test=n_test, seed=seed)
+
+    def missing(self) -> list[str]:
+        return []
+
+    def prepare(self, work_dir: Path) -> DataSplits:
+        from nestbench.synth.slurp_mini import make_mini_slurp
+
+        key = hashlib.sha256(json.dumps(asdict(self.config), sort_keys=True).encode()).hexdigest()[:12]
+        corpus = make_mini_slurp(Path(work_dir) / f"mini_slurp-{key}" / "corpus", self.config)
+        out = corpus.parent / "prepared"
+        manifests = prepare_slurp(corpus, out, splits=("train", "devel", "test"), recordings="all")
+        return _splits(manifests, ("train",), out)
+
+
+def _splits(manifests: dict[str, Path], train: Sequence[str], out: Path) -> DataSplits:
+    return DataSplits(
+        train=tuple(manifests[s] for s in train),
+        dev=manifests["devel"],
+        test=manifests["test"],
+        gold={"dev": out / "slurp_devel_gold.jsonl", "test": out / "slurp_test_gold.jsonl"},
+    )
+
+
+# --- semantics as text ---------------------------------------------------------------------------
+def semantics_to_text(scenario: str, action: str, entities: Sequence[SlotValue]) -> str:
+    parts = [f"{scenario}_{action}"] + [f"{e.type}{FILLER_SEP}{e.filler}" for e in entities]
+    return SLOT_SEP.join(parts)
+
+
+def text_to_semantics(file: str, text: str) -> SluPrediction:
+    """Parse decoder output; malformed pieces are dropped (they then count as errors when scored)."""
+    parts = [p.strip() for p in text.split(SLOT_SEP.strip())]
+    intent = parts[0] if parts else ""
+    scenario, _, action = intent.partition("_")
+    slots = []
+    for part in parts[1:]:
+        slot_type, sep, filler = part.partition(FILLER_SEP.strip())
+        if sep and slot_type.strip() and filler.strip():
+            slots.append(SlotValue(slot_type.strip(), " ".join(filler.lower().split())))
+    return SluPrediction(file=file, scenario=scenario, action=action, entities=tuple(slots))
+
+
+def _entry_semantics(entry: dict) -> tuple[str, str, tuple[SlotValue, ...]]:
+    ents = tuple(SlotValue(e["type"], e["filler"]) for e in entry.get("entities", []))
+    return entry["scenario"], entry["action"], ents
+
+
+# --- the head -----------------------------------------------------------------------------------
+class SluHead(nn.Module):
+    """Encoder features [B, T, D] -> semantics text, through a transformer decoder (NeMo SLU style)."""
+
+    def __init__(
+        self,
+        feature_dim: int,
+        vocab_size: int,
+        pad_id: int,
+        d_model: int,
+        n_layers: int,
+        n_heads: int,
+        ff_dim: int,
+        dropout: float,
+        max_len: int,
+    ):
+        super().__init__()
+        self.decoder = TransformerTextDecoder(
+            vocab_size,
+            d_model=d_model,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            ff_dim=ff_dim,
+            dropout=dropout,
+            max_len=max_len,
+            memory_dim=feature_dim,
+            pad_id=pad_id,
+        )
+
+
+# --- the task -----------------------------------------------------------------------------------
+class SluTask:
+    name = "slu"
+    metrics = ("intent_acc", "slu_f1", "scenario_acc", "action_acc", "slu_f1_word", "slu_f1_char")
+    convention = {
+        "scorer": "slurp-official (nestbench.metrics.slurp)",
+        "keyed_by": "recording file",
+        "units": "fraction",
+    }
+
+    def __init__(
+        self,
+        vocab_size: int = 1024,
+        d_model: int = 512,
+        n_layers: int = 3,
+        n_heads: int = 8,
+        ff_dim: int = 2048,
+        dropout: float = 0.1,
+        label_smoothing: float = 0.1,
+        beam_size: int = 4,
+        length_penalty: float = 0.0,
+        max_len: int = 128,
+    ):
+        self.vocab_size, self.d_model, self.n_layers, self.n_heads = vocab_size, d_model, n_layers, n_heads
+        self.ff_dim, self.dropout, self.label_smoothing = ff_dim, dropout, label_smoothing
+        self.beam_size, self.length_penalty, self.max_len = beam_size, length_penalty, max_len
+        self.tokenizer: SentencePieceTokenizer | None = None
+
+    def direction(self, metric: str) -> str:
+        return "max"
+
+    # data
+    def check_data(self, source) -> list[str]:
+        return source.missing()
+
+    def prepare_data(self, source, work_dir: Path) -> DataSplits:
+        splits = source.prepare(Path(work_dir))
+        self.convention = {**type(self).convention, "eval_recordings": getattr(source, "eval_recordings", "all")}
+        return splits
+
+    def setup(self, train_entries: Sequence[dict], run_dir: Path) -> None:
+        """Train (or reload) the SentencePiece model on the training targets; intents are whole symbols."""
+        prefix = Path(run_dir) / "tokenizer" / "slu"
+        model = prefix.with_name("slu.model")
+        if not model.exists():
+            texts = [semantics_to_text(*_entry_semantics(e)) for e in train_entries]
+            intents = sorted({f"{e['scenario']}_{e['action']}" for e in train_entries})
+            types = sorted({ent["type"] for e in train_entries for ent in e.get("entities", [])})
+            SentencePieceTokenizer.train(
+                texts, prefix, vocab_size=self.vocab_size, model_type="bpe", user_defined_symbols=[*intents, *types]
+            )
+        self.tokenizer = SentencePieceTokenizer(model)
+
+    def make_target(self, entry: dict) -> list[int]:
+        return self._tok.encode(semantics_to_text(*_entry_semantics(entry)))[: self.max_len - 2]
+
+    def collate_targets(self, targets: Sequence[list[int]]) -> dict[str, torch.Tensor]:
+        tok = self._tok
+        inputs, outputs = teacher_forcing_batch(targets, tok.bos_id, tok.eos_id, tok.pad_id)
+        return {"tokens_in": inputs, "tokens_out": outputs}
+
+    def reference(self, entry: dict) -> SluPrediction:
+        scenario, action, ents = _entry_semantics(entry)
+        return SluPrediction(file=entry["id"], scenario=scenario, action=action, entities=ents)
+
+    # model
+    def build_head(self, feature_dim: int) -> nn.Module:
+        tok = self._tok
+        return SluHead(
+            feature_dim,
+            tok.vocab_size,
+            tok.pad_id,
+            self.d_model,
+            self.n_layers,
+            self.n_heads,
+            self.ff_dim,
+            self.dropout,
+            self.max_len,
+        )
+
+    def loss(self, head: SluHead, features, lengths, batch: dict) -> torch.Tensor:
+        logits = head.decoder(batch["tokens_in"], features, lengths)
+        return sequence_loss(logits, batch["tokens_out"], self._tok.pad_id, self.label_smoothing)
+
+    def decode(self, head: SluHead, features, lengths) -> list[str]:
+        tok = self._tok
+        ids = beam_search(
+            head.decoder,
+            features,
+            lengths,
+            tok.bos_id,
+            tok.eos_id,
+            beam_size=self.beam_size,
+            max_len=self.max_len - 1,
+            length_penalty=self.length_penalty,
+        )
+        return [tok.decode(seq) for seq in ids]
+
+    # scoring
+    def score(self, predictions: dict[str, str], references: dict[str, SluPrediction]) -> dict[str, float]:
+        preds = {k: text_to_semantics(k, v) for k, v in predictions.items()}
+        return score_slurp(references, preds)
+
+    def write_predictions(self, predictions: dict[str, str], path: Path) -> Path:
+        target = Path(path).with_suffix(".jsonl")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_predictions(target, [text_to_semantics(k, v) for k, v in sorted(predictions.items())])
+        return target
+
+    @property
+    def _tok(self) -> SentencePieceTokenizer:
+        if self.tokenizer is None:
+            raise RuntimeError("SluTask.setup() must run before targets are made (it trains the tokenizer)")
+        return self.tokenizer
