@@ -60,6 +60,14 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _download(args: argparse.Namespace) -> int:
+    from .recipes.slurp import download_slurp
+
+    path = download_slurp(args.to, audio=not args.no_audio)
+    print(f"SLURP is in {path}")
+    return 0
+
+
 def format_metrics(name: str, metrics: dict[str, dict[str, float]]) -> str:
     """A small fixed-width table: one row per metric, one column per split."""
     splits = list(metrics)
@@ -122,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     slurp.add_argument("--hyp", required=True, help="predictions: jsonl of {file, scenario, action, entities}")
     slurp.add_argument("--allow-partial", action="store_true", help="score even if some gold files lack a prediction")
     slurp.set_defaults(func=_score)
+
+    download = sub.add_parser("download", help="download a corpus in its own layout")
+    download_sub = download.add_subparsers(dest="corpus", required=True)
+    dl_slurp = download_sub.add_parser("slurp", help="SLURP annotations + slurp_real/slurp_synth audio (~6 GB)")
+    dl_slurp.add_argument("--to", default="data/slurp", help="target folder (default: data/slurp)")
+    dl_slurp.add_argument("--no-audio", action="store_true", help="annotations only")
+    dl_slurp.set_defaults(func=_download)
     return parser
 
 
@@ -132,8 +147,6 @@ def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("nestbench").setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("tasks").setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(noisy).propagate = False
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 

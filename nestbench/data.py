@@ -22,17 +22,31 @@ from .task import Task
 
 
 def read_entries(manifest: Path) -> list[dict]:
-    """Manifest lines as dicts with ``audio_filepath`` resolved, ``id`` filled and ``duration`` known."""
+    """Manifest lines as dicts with ``audio_filepath`` resolved, ``id`` filled and ``duration`` known.
+
+    Every audio header is read up front, so a missing, corrupt or empty file stops the run before
+    training starts (with manifest:line and path), not hours into an epoch.
+    """
     reader = AudioReader()
-    entries = []
+    entries, problems = [], []
     for e in read_manifest(manifest):
         item = dict(e.fields)
         item["audio_filepath"] = str(e.audio_filepath)
         item["id"] = e.utt_id or e.audio_filepath.stem
-        item["duration"] = e.duration if e.duration is not None else reader.duration(e.audio_filepath)
         item["offset"] = e.offset
         item["_source"] = f"{manifest}:{e.line}"
+        try:
+            seconds = reader.duration(e.audio_filepath)
+            if seconds <= 0:
+                raise AudioError(f"{e.audio_filepath}: audio is empty (0 samples)")
+        except AudioError as err:
+            problems.append(f"{manifest}:{e.line}: {err}")
+            continue
+        item["duration"] = e.duration if e.duration is not None else seconds
         entries.append(item)
+    if problems:
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise AudioError(f"{len(problems)} unusable audio file(s):\n  " + "\n  ".join(problems[:10]) + more)
     return entries
 
 

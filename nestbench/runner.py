@@ -75,6 +75,7 @@ def _run_in(
     # 3. data: prepared once (cached beside the runs), then the task fits what depends on it
     import lightning.pytorch as pl
 
+    _one_lightning_log_stream()
     pl.seed_everything(exp.seed, workers=True)
     splits = exp.task.prepare_data(exp.data, runs / "_data")
     train_entries = [e for m in splits.train for e in read_entries(m)]
@@ -98,6 +99,7 @@ def _run_in(
         "overrides": list(spec.overrides),
         "config_hash": config_hash(spec.operative_config),
         "experiment": exp.name,
+        "operative_config": spec.operative_config,
     }
     loggers, wandb_logger = make_loggers(
         exp.tracking, run_dir, f"{exp.name}/{run_dir.name}", mode, config, _wandb_id(run_dir)
@@ -124,7 +126,7 @@ def _run_in(
     record = _record(spec, exp, run_dir, metrics, splits, upstream, trainer, started, best)
     ResultsStore(runs / RESULTS_FILE).append(record)
     (run_dir / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    log_final(wandb_logger, metrics, table, run_dir / "config.gin")
+    log_final(wandb_logger, metrics, table)
     if wandb_logger is not None:
         wandb_logger.experiment.finish()
     return RunResult(run_dir, metrics, record)
@@ -302,12 +304,22 @@ def _wandb_id(run_dir: Path) -> str | None:
     return found[-1].name.rsplit("-", 1)[-1] if found else None
 
 
+def _one_lightning_log_stream() -> None:
+    """Lightning adds its own console handler when it is imported before logging is configured;
+    route its records through the root logger instead, so each message prints once."""
+    lightning_log = logging.getLogger("lightning.pytorch")
+    for handler in list(lightning_log.handlers):
+        if type(handler) is logging.StreamHandler:
+            lightning_log.removeHandler(handler)
+    lightning_log.propagate = True
+
+
 @contextlib.contextmanager
 def _log_to_file(path: Path):
     """Everything nestbench and Lightning log during the run also goes to ``run.log``."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    targets = [logging.getLogger(), logging.getLogger("lightning.pytorch")]
+    targets = [logging.getLogger()]
     for t in targets:
         t.addHandler(handler)
     try:

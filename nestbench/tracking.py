@@ -51,9 +51,8 @@ def make_loggers(setup: TrackingSetup, run_dir: Path, run_name: str, mode: str, 
     return loggers, wandb_logger
 
 
-def log_final(
-    wandb_logger, metrics: dict, predictions_table: tuple[list[str], list[list]] | None, config_file: Path
-) -> None:
+def log_final(wandb_logger, metrics: dict, predictions_table: tuple[list[str], list[list]] | None) -> None:
+    """Final metrics go to the run summary (``test/intent_acc``, ...), predictions to a table."""
     if wandb_logger is None:
         return
     run = wandb_logger.experiment
@@ -61,7 +60,6 @@ def log_final(
     if predictions_table is not None:
         columns, rows = predictions_table
         wandb_logger.log_table(key="test/predictions", columns=columns, data=rows)
-    run.save(str(config_file), base_path=str(config_file.parent), policy="now")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -1,0 +1,69 @@
+"""A tiny version of the quickstart (same specs, smaller numbers) shared by the run tests."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY_OVERRIDES = """
+MiniSlurpData.n_train = 48
+MiniSlurpData.n_devel = 12
+MiniSlurpData.n_test = 12
+MiniSlurpData.seed = 3
+make_tiny_nest.d_model = 32
+make_tiny_nest.n_layers = 1
+make_tiny_nest.n_heads = 2
+make_tiny_nest.subsampling_conv_channels = 16
+SluTask.vocab_size = 96
+SluTask.d_model = 32
+SluTask.n_heads = 2
+SluTask.ff_dim = 64
+SluTask.beam_size = 2
+TrainerSetup.batch_size = 8
+TrainerSetup.max_epochs = 16
+OptimizerSetup.lr = 3e-3
+OptimizerSetup.encoder_lr = 3e-3
+TrainerSetup.check_val_every_n_epoch = 1
+OptimizerSetup.warmup_steps = 5
+TrainerSetup.log_every_n_steps = 1
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("specs")
+    spec = folder / "tiny_quickstart.gin"
+    spec.write_text(f"include '{ROOT / 'experiments' / 'quickstart' / 'slurp.gin'}'\n{TINY_OVERRIDES}")
+    return spec
+
+
+@pytest.fixture
+def run_env(tmp_path) -> dict:
+    env = dict(os.environ)
+    env.update(
+        NESTBENCH_CACHE=str(tmp_path / "cache"),
+        NESTBENCH_RUNS=str(tmp_path / "runs"),
+        HF_HUB_OFFLINE="1",
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        PYTHONUNBUFFERED="1",
+        OMP_NUM_THREADS="2",
+    )
+    env.pop("WANDB_API_KEY", None)
+    return env
+
+
+def _nestbench(*args: str, env: dict, cwd: Path, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nestbench.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, **kw
+    )
+
+
+@pytest.fixture
+def nestbench():
+    """Run the real CLI in a subprocess (gin state and Lightning flags are process-global)."""
+    return _nestbench
