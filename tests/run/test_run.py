@@ -19,6 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SLU_KEYS = ("intent_acc", "slu_f1", "scenario_acc", "action_acc", "slu_f1_word", "slu_f1_char")
 
 
+def _csv_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def _only_run(runs: Path, name: str) -> Path:
     (run,) = [p for p in (runs / name).iterdir() if p.is_dir()]
     return run
@@ -61,7 +66,7 @@ def test_run_writes_everything_and_learns(nestbench, tiny_spec, run_env, tmp_pat
     assert record["spec"] == str(tiny_spec) and "device" in record
 
     # it learns: training loss falls well below where it started, and held-out loss falls too
-    rows = list(csv.DictReader(open(run / "csv" / "metrics.csv")))
+    rows = _csv_rows(run / "csv" / "metrics.csv")
     losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
     assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3, losses
     dev = [float(r["dev/loss"]) for r in rows if r.get("dev/loss")]
@@ -95,7 +100,7 @@ def test_kill_and_resume_matches_uninterrupted(nestbench, tiny_spec, run_env, tm
     deadline = time.time() + 300
     while time.time() < deadline:  # kill it once an epoch-end checkpoint past epoch 1 exists
         metrics_csv = list(runs_b.glob("quickstart_slurp/*/csv/metrics.csv"))
-        if metrics_csv and sum(1 for r in csv.DictReader(open(metrics_csv[0])) if r.get("dev/intent_acc")) >= 2:
+        if metrics_csv and sum(1 for r in _csv_rows(metrics_csv[0]) if r.get("dev/intent_acc")) >= 2:
             break
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
