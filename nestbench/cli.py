@@ -142,13 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _configure_logging(verbose: bool) -> None:
     """nestbench's own messages at INFO; other libraries only warn (Lightning prints its own lines)."""
-    import warnings
-
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("nestbench").setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("tasks").setLevel(logging.DEBUG if verbose else logging.INFO)
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,6 @@ Batch shape legend: ``audio`` [B, S] float32 at the encoder's rate, ``audio_leng
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from torch.utils.data import Dataset, Sampler
 
 from .audio import AudioError, AudioReader
 from .manifest import read_manifest
-from .task import Task
+from .task import DataSplits, Task
 
 
 def read_entries(manifest: Path) -> list[dict]:
@@ -148,12 +147,25 @@ def data_fingerprint(manifests: Sequence[Path]) -> str:
     for m in manifests:
         m = Path(m)
         h.update(m.name.encode())
-        data = m.read_bytes()
-        h.update(hashlib.sha256(data).digest())
-        for line in data.decode("utf-8").splitlines():
-            if line.strip():
-                item = json.loads(line)
-                audio = Path(item["audio_filepath"])
-                audio = audio if audio.is_absolute() else m.parent / audio
-                h.update(f"{audio.name}:{audio.stat().st_size if audio.exists() else -1}".encode())
+        h.update(hashlib.sha256(m.read_bytes()).digest())
+        for e in read_manifest(m, check_audio=False):
+            audio = e.audio_filepath
+            h.update(f"{audio.name}:{audio.stat().st_size if audio.exists() else -1}".encode())
     return h.hexdigest()
+
+
+class ManifestData:
+    """Any task's data as ready-made manifests (NeMo JSONL or lhotse CutSet) per split."""
+
+    eval_recordings = "as listed"
+
+    def __init__(self, train: Sequence[str], dev: str, test: str, gold: dict[str, str] | None = None):
+        self.train = tuple(Path(p) for p in ([train] if isinstance(train, str) else train))
+        self.dev, self.test = Path(dev), Path(test)
+        self.gold = {k: Path(v) for k, v in (gold or {}).items()}
+
+    def missing(self) -> list[str]:
+        return [f"manifest {p} does not exist" for p in (*self.train, self.dev, self.test) if not p.is_file()]
+
+    def prepare(self, work_dir: Path) -> DataSplits:
+        return DataSplits(train=self.train, dev=self.dev, test=self.test, gold=self.gold)

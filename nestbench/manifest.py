@@ -6,6 +6,7 @@ exists there), and every error names the manifest file and line.
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +28,15 @@ class ManifestEntry:
 
 
 def read_manifest(path: str | Path, *, check_audio: bool = True) -> list[ManifestEntry]:
-    """Parse and validate; with ``check_audio`` a missing audio file is an error before any work."""
+    """Parse and validate a NeMo JSONL manifest or a lhotse CutSet manifest (``.jsonl``/``.jsonl.gz``).
+
+    With ``check_audio`` a missing audio file is an error before any work.
+    """
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
+    if is_lhotse_manifest(path):
+        return read_lhotse_cuts(path, check_audio=check_audio)
     entries, missing = [], []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
@@ -63,6 +69,51 @@ def read_manifest(path: str | Path, *, check_audio: bool = True) -> list[Manifes
         )
     if not entries:
         raise ManifestError(f"{path}: manifest has no entries")
+    return entries
+
+
+def is_lhotse_manifest(path: Path) -> bool:
+    """lhotse cuts carry ``recording`` + ``supervisions`` (and usually ``type: MonoCut``) on each line."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    first = json.loads(line)
+                except json.JSONDecodeError:
+                    return False
+                return isinstance(first, dict) and "recording" in first and "supervisions" in first
+    return False
+
+
+def read_lhotse_cuts(path: Path, *, check_audio: bool = True) -> list[ManifestEntry]:
+    """lhotse CutSet -> entries: one per cut (file-backed mono recordings); supervision ``text`` and
+    ``custom`` fields become entry fields, so tasks read them exactly as from a NeMo manifest."""
+    try:
+        from lhotse import load_manifest
+    except ImportError:
+        raise ManifestError(f"{path} is a lhotse manifest: pip install lhotse (or nestbench[lhotse])") from None
+    entries, missing = [], []
+    for n, cut in enumerate(load_manifest(path), start=1):
+        rec = cut.recording
+        if rec is None or len(rec.sources) != 1 or rec.sources[0].type != "file":
+            raise ManifestError(f"{path}: cut {cut.id}: only cuts of one file-backed recording are supported")
+        audio = resolve_audio_path(rec.sources[0].source, path)
+        if check_audio and not audio.is_file():
+            missing.append(f"{path}: cut {cut.id}: {audio}")
+        fields: dict[str, Any] = {"id": cut.id, "duration": cut.duration, "offset": cut.start}
+        for sup in cut.supervisions[:1]:
+            if sup.text is not None:
+                fields["text"] = sup.text
+            fields.update(sup.custom or {})
+        fields.update(cut.custom or {})
+        entries.append(ManifestEntry(audio, n, cut.duration, cut.start, cut.id, fields))
+    if missing:
+        raise ManifestError(
+            f"{len(missing)} audio file(s) listed in {path} do not exist:\n  " + "\n  ".join(missing[:10])
+        )
+    if not entries:
+        raise ManifestError(f"{path}: manifest has no cuts")
     return entries
 
 

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -259,7 +260,7 @@ def _trainer(exp: Experiment, run_dir: Path, loggers, progress: bool):
 
 
 def _record(spec: LoadedSpec, exp: Experiment, run_dir: Path, metrics: dict, splits, upstream, trainer, started, best):
-    root = spec.path.resolve().parent
+    root = Path(__file__).resolve().parents[1]  # the nestbench checkout that ran (its commit is the code)
     return {
         "experiment": exp.name,
         "run_id": run_dir.name,
@@ -304,14 +305,24 @@ def _wandb_id(run_dir: Path) -> str | None:
     return found[-1].name.rsplit("-", 1)[-1] if found else None
 
 
+def _drop_tips(record: logging.LogRecord) -> bool:
+    return "Tip:" not in record.getMessage()
+
+
 def _one_lightning_log_stream() -> None:
     """Lightning adds its own console handler when it is imported before logging is configured;
     route its records through the root logger instead, so each message prints once."""
-    lightning_log = logging.getLogger("lightning.pytorch")
-    for handler in list(lightning_log.handlers):
-        if type(handler) is logging.StreamHandler:
-            lightning_log.removeHandler(handler)
-    lightning_log.propagate = True
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("lightning", "pytorch_lightning")]
+    for name in names:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                logger.removeHandler(handler)
+        logger.propagate = True
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_drop_tips)
+    # Lightning installs its own warning filters on import; these two are noise for every run.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 
 
 @contextlib.contextmanager
