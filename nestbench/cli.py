@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 
@@ -46,7 +47,14 @@ def _run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, args.gin)  # a typo fails here, before any work
     resume = True if args.resume == "latest" else args.resume
-    result = run_experiment(spec, runs_dir=args.runs_dir, resume=resume, wandb=args.wandb, progress=not args.quiet)
+    callbacks, extra = [], {}
+    trial = os.environ.get("NESTBENCH_TRIAL")  # set by `nestbench sweep` for the trial it launches
+    if trial:
+        from .sweep.trial import trial_hooks
+
+        callbacks, extra = trial_hooks(json.loads(trial))
+    result = run_experiment(spec, runs_dir=args.runs_dir, resume=resume, wandb=args.wandb, progress=not args.quiet,
+                            callbacks=callbacks, record_extra=extra)
     print(format_metrics(spec.experiment.name, result.metrics))
     print(f"run folder: {result.run_dir}")
     return 0

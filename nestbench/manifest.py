@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .jsonl import iter_jsonl
+
 
 class ManifestError(ValueError):
     """A manifest that cannot be used; the message names file and line."""
@@ -38,30 +40,23 @@ def read_manifest(path: str | Path, *, check_audio: bool = True) -> list[Manifes
     if is_lhotse_manifest(path):
         return read_lhotse_cuts(path, check_audio=check_audio)
     entries, missing = [], []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ManifestError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            if not isinstance(item, dict) or "audio_filepath" not in item:
-                raise ManifestError(f"{path}:{lineno}: entry has no 'audio_filepath' key")
-            audio = resolve_audio_path(item["audio_filepath"], path)
-            if check_audio and not audio.is_file():
-                missing.append(f"{path}:{lineno}: {item['audio_filepath']} (looked for {audio})")
-            utt = item.get("id", item.get("utt_id"))
-            entries.append(
-                ManifestEntry(
-                    audio_filepath=audio,
-                    line=lineno,
-                    duration=_float_or_none(item.get("duration"), path, lineno, "duration"),
-                    offset=_float_or_none(item.get("offset"), path, lineno, "offset") or 0.0,
-                    utt_id=None if utt is None else str(utt),
-                    fields=item,
-                )
+    for lineno, _line, item in iter_jsonl(path, ManifestError):
+        if "audio_filepath" not in item:
+            raise ManifestError(f"{path}:{lineno}: entry has no 'audio_filepath' key")
+        audio = resolve_audio_path(item["audio_filepath"], path)
+        if check_audio and not audio.is_file():
+            missing.append(f"{path}:{lineno}: {item['audio_filepath']} (looked for {audio})")
+        utt = item.get("id", item.get("utt_id"))
+        entries.append(
+            ManifestEntry(
+                audio_filepath=audio,
+                line=lineno,
+                duration=_float_or_none(item.get("duration"), path, lineno, "duration"),
+                offset=_float_or_none(item.get("offset"), path, lineno, "offset") or 0.0,
+                utt_id=None if utt is None else str(utt),
+                fields=item,
             )
+        )
     if missing:
         more = f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
         raise ManifestError(

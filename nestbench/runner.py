@@ -15,6 +15,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,7 +54,11 @@ def run_experiment(
     resume: str | Path | bool | None = None,
     wandb: str | None = None,
     progress: bool = True,
+    callbacks: Sequence = (),
+    record_extra: dict | None = None,
 ) -> RunResult:
+    """Train and evaluate ``spec``. ``callbacks`` are extra Lightning callbacks (a sweep's pruning
+    reporter); ``record_extra`` is merged into the results record (study name, trial number)."""
     exp: Experiment = spec.experiment
     runs = default_runs_dir(runs_dir)
     started = time.time()
@@ -64,11 +69,19 @@ def run_experiment(
     # 2. run folder: new (never overwriting) or the one being resumed
     run_dir = _run_dir(runs, exp.name, resume)
     with _log_to_file(run_dir / "run.log"):
-        return _run_in(spec, exp, runs, run_dir, wandb, progress, started)
+        return _run_in(spec, exp, runs, run_dir, wandb, progress, started, list(callbacks), record_extra or {})
 
 
 def _run_in(
-    spec: LoadedSpec, exp: Experiment, runs: Path, run_dir: Path, wandb, progress: bool, started: float
+    spec: LoadedSpec,
+    exp: Experiment,
+    runs: Path,
+    run_dir: Path,
+    wandb,
+    progress: bool,
+    started: float,
+    callbacks: list,
+    record_extra: dict,
 ) -> RunResult:
     _write_or_check_config(run_dir / "config.gin", spec.operative_config)
     log.info("run folder %s", run_dir)
@@ -105,7 +118,7 @@ def _run_in(
     loggers, wandb_logger = make_loggers(
         exp.tracking, run_dir, f"{exp.name}/{run_dir.name}", mode, config, _wandb_id(run_dir)
     )
-    trainer, best_cb = _trainer(exp, run_dir, loggers, progress)
+    trainer, best_cb = _trainer(exp, run_dir, loggers, progress, callbacks)
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.fit(module, loaders["train"], loaders["dev"], ckpt_path=str(last) if last.exists() else None)
 
@@ -124,7 +137,7 @@ def _run_in(
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     # 7. provenance record in the results store
-    record = _record(spec, exp, run_dir, metrics, splits, upstream, trainer, started, best)
+    record = {**_record(spec, exp, run_dir, metrics, splits, upstream, trainer, started, best), **record_extra}
     ResultsStore(runs / RESULTS_FILE).append(record)
     (run_dir / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     log_final(wandb_logger, metrics, table)
@@ -219,7 +232,7 @@ def _rank_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def _trainer(exp: Experiment, run_dir: Path, loggers, progress: bool):
+def _trainer(exp: Experiment, run_dir: Path, loggers, progress: bool, callbacks: list):
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -248,7 +261,7 @@ def _trainer(exp: Experiment, run_dir: Path, loggers, progress: bool):
         log_every_n_steps=t.log_every_n_steps,
         deterministic=t.deterministic,
         logger=loggers,
-        callbacks=[best_cb],
+        callbacks=[best_cb, *callbacks],
         enable_progress_bar=progress,
         default_root_dir=str(run_dir),
         limit_train_batches=t.limit_train_batches,

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nestbench.jsonl import iter_jsonl
+
 log = logging.getLogger(__name__)
 
 CONVENTION: dict[str, Any] = {
@@ -124,17 +126,8 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each non-blank line; anything but a JSON object is an error."""
     if not path.is_file():
         raise SlurpFormatError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SlurpFormatError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(item, dict):
-                raise SlurpFormatError(f"{path}:{lineno}: expected a JSON object, got {type(item).__name__}")
-            yield lineno, item
+    for lineno, _line, item in iter_jsonl(path, SlurpFormatError):
+        yield lineno, item
 
 
 def _require(item: dict[str, Any], keys: Sequence[str], where: str) -> None:

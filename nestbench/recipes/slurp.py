@@ -35,6 +35,7 @@ from typing import Any, Literal
 import soundfile as sf
 from tqdm import tqdm
 
+from nestbench.jsonl import iter_jsonl
 from nestbench.metrics.slurp import gold_entities
 
 log = logging.getLogger(__name__)
@@ -199,18 +200,11 @@ def _audio_dir(corpus: Path, split: str) -> Path:
 
 
 def _read_sentences(path: Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                sentence = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SlurpDataError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            missing = [k for k in ("slurp_id", "sentence", "scenario", "action", "recordings") if k not in sentence]
-            if missing:
-                raise SlurpDataError(f"{path}:{lineno}: missing key(s) {missing}")
-            yield lineno, line.rstrip("\n"), sentence
+    for lineno, line, sentence in iter_jsonl(path, SlurpDataError):
+        missing = [k for k in ("slurp_id", "sentence", "scenario", "action", "recordings") if k not in sentence]
+        if missing:
+            raise SlurpDataError(f"{path}:{lineno}: missing key(s) {missing}")
+        yield lineno, line, sentence
 
 
 def _keep(split: str, file: str, recordings: Recordings) -> bool:
