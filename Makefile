@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: venv test lint demo clean
+.PHONY: venv test lint demo leaderboards clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: venv
 test: venv
 	$(PY) -m ruff check nestbench tasks tests tools benchmarks
 	$(PY) -m pytest -q
+
+# Re-render the committed boards from the committed results only (what the CI check compares).
+leaderboards: venv
+	$(VENV)/bin/nestbench leaderboard --results leaderboards/results
 
 lint: venv
 	$(PY) -m ruff check nestbench tasks tests tools benchmarks

@@ -53,8 +53,15 @@ def _run(args: argparse.Namespace) -> int:
         from .sweep.trial import trial_hooks
 
         callbacks, extra = trial_hooks(json.loads(trial))
-    result = run_experiment(spec, runs_dir=args.runs_dir, resume=resume, wandb=args.wandb, progress=not args.quiet,
-                            callbacks=callbacks, record_extra=extra)
+    result = run_experiment(
+        spec,
+        runs_dir=args.runs_dir,
+        resume=resume,
+        wandb=args.wandb,
+        progress=not args.quiet,
+        callbacks=callbacks,
+        record_extra=extra,
+    )
     print(format_metrics(spec.experiment.name, result.metrics))
     print(f"run folder: {result.run_dir}")
     return 0
@@ -65,6 +72,17 @@ def _score(args: argparse.Namespace) -> int:
 
     scores = score_files(args.ref, args.hyp, allow_partial=args.allow_partial)
     print(json.dumps(scores, indent=2, sort_keys=True))
+    return 0
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from .leaderboard import build_leaderboards, default_results
+
+    results = args.results or default_results(args.runs_dir)
+    written = build_leaderboards(results, args.out, strict=not args.skip_refused)
+    print("results: " + (", ".join(map(str, results)) or "none (card rows only)"))
+    for path in written:
+        print(f"wrote {path}")
     return 0
 
 
@@ -138,6 +156,28 @@ def build_parser() -> argparse.ArgumentParser:
     slurp.add_argument("--hyp", required=True, help="predictions: jsonl of {file, scenario, action, entities}")
     slurp.add_argument("--allow-partial", action="store_true", help="score even if some gold files lack a prediction")
     slurp.set_defaults(func=_score)
+
+    board = sub.add_parser("leaderboard", help="render the NEST card tables with recorded results (markdown + PNG)")
+    board.add_argument(
+        "--results",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="results store (.jsonl) or a folder of them; repeatable "
+        "(default: leaderboards/results and the runs store)",
+    )
+    board.add_argument(
+        "--runs-dir",
+        default=None,
+        help="runs folder whose results.jsonl is read by default ($NESTBENCH_RUNS or ./runs)",
+    )
+    board.add_argument("--out", default="leaderboards", help="folder for the boards and plots (default: leaderboards)")
+    board.add_argument(
+        "--skip-refused",
+        action="store_true",
+        help="leave out results whose convention does not fit their table (listed on the board)",
+    )
+    board.set_defaults(func=_leaderboard)
 
     download = sub.add_parser("download", help="download a corpus in its own layout")
     download_sub = download.add_subparsers(dest="corpus", required=True)
