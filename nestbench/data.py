@@ -1,7 +1,11 @@
 """Manifest entries -> padded audio batches with task targets, in a resumable deterministic order.
 
-Batch shape legend: ``audio`` [B, S] float32 at the encoder's rate, ``audio_lengths`` [B] samples,
-``ids`` list[str], plus whatever ``task.collate_targets`` returns (e.g. ``tokens`` [B, U]).
+Batch shape legend (B utterances, S samples, L cached layers, T frames, D model width):
+  audio batches (``AudioTargetDataset`` + ``make_collate``): ``audio`` [B, S] float32 at the encoder's
+  rate, ``audio_lengths`` [B] samples;
+  cached-feature batches (``CachedFeatureDataset`` + ``make_feature_collate``, a frozen encoder's layers
+  read from the feature cache): ``features`` [B, L, T, D] float32, zero past ``feature_lengths`` [B] frames;
+  both: ``ids`` list[str], plus whatever ``task.collate_targets`` returns (e.g. ``tokens`` [B, U]).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from .audio import AudioError, AudioReader
+from .extract import Utterance
+from .feature_cache import cache_utterance
 from .manifest import read_manifest
 from .task import DataSplits, Task
 
@@ -62,16 +68,67 @@ class AudioTargetDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         e = self.entries[i]
-        if e.get("offset", 0.0) > 0:  # a segment of a longer recording
-            audio = self.reader.read(e["audio_filepath"], e["offset"], e.get("duration"))
-        else:
-            audio = self.reader.read(e["audio_filepath"])
+        audio = self.reader.read(*audio_span(e))
         if len(audio) < self.min_samples:
             raise AudioError(
                 f"{e['audio_filepath']} ({e['_source']}): {len(audio)} samples is shorter than one "
                 f"analysis frame ({self.min_samples})"
             )
         return {"audio": torch.from_numpy(audio), "target": self.targets[i], "id": e["id"]}
+
+
+def audio_span(entry: dict) -> tuple[str, float, float | None]:
+    """(path, offset, duration) of the audio an entry stands for: a segment of a longer recording
+    when it has an offset, else the whole file (``None``). The feature cache keys on the same span."""
+    if entry.get("offset", 0.0) > 0:
+        return entry["audio_filepath"], entry["offset"], entry.get("duration")
+    return entry["audio_filepath"], 0.0, None
+
+
+def cache_utterances(entries: Sequence[dict]) -> list[tuple[float, Utterance]]:
+    """(seconds, utterance named by its audio fingerprint) per entry, in order, for the feature cache."""
+    return [(e["duration"], cache_utterance(*audio_span(e))) for e in entries]
+
+
+class CachedFeatureDataset(Dataset):
+    """A frozen encoder's layers read from the feature cache instead of audio: the encoder never runs.
+
+    ``files[i]`` holds entry ``i``'s float32 [L, T, D] (``FeatureCache.file``); reading it is all
+    the work an item costs, so a trial after the first trains at the head's speed.
+    """
+
+    def __init__(self, entries: Sequence[dict], task: Task, files: Sequence[Path]):
+        if len(files) != len(entries):
+            raise ValueError(f"{len(files)} feature files for {len(entries)} entries")
+        self.entries, self.files = list(entries), list(files)
+        self.targets = [task.make_target(e) for e in self.entries]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> dict:
+        try:
+            array = np.load(self.files[i])
+        except (OSError, ValueError) as err:
+            raise OSError(
+                f"{self.files[i]} (features of {self.entries[i]['audio_filepath']}): unreadable ({err}); "
+                "delete it and rerun to recompute it"
+            ) from err
+        return {"features": torch.from_numpy(array), "target": self.targets[i], "id": self.entries[i]["id"]}
+
+
+def make_feature_collate(task: Task):
+    def collate(items: list[dict]) -> dict:
+        lengths = torch.tensor([it["features"].shape[1] for it in items])
+        n_layers, _, dim = items[0]["features"].shape
+        features = torch.zeros(len(items), n_layers, int(lengths.max()), dim)
+        for i, it in enumerate(items):
+            features[i, :, : it["features"].shape[1]] = it["features"]
+        batch = {"features": features, "feature_lengths": lengths, "ids": [it["id"] for it in items]}
+        batch.update(task.collate_targets([it["target"] for it in items]))
+        return batch
+
+    return collate
 
 
 def make_collate(task: Task):

@@ -27,6 +27,11 @@ class EncoderSetup:
     string (all when empty) and none of the exclude strings; the rest keep their fresh initialisation.
     ``freq_masks``/``time_masks``: SpecAugment on the log-mel features while training (NeMo's
     ``SpectrogramAugmentation``: masks of up to ``freq_width`` bins and ``time_width`` x length frames).
+    ``cache_features`` (frozen only): compute each utterance's layers once into
+    ``<cache_dir>/features/<key>/`` (``cache_dir``: default ``$NESTBENCH_CACHE`` or ``~/.cache/nestbench``)
+    and train the head (and layer weights) from there; every later run with the same checkpoint,
+    layers, preprocessing and audio skips the encoder. Fixed features cannot be SpecAugmented, so
+    frozen + cache + masks is refused.
     """
 
     checkpoint: str
@@ -40,7 +45,21 @@ class EncoderSetup:
     freq_width: int = 27
     time_masks: int = 0
     time_width: float = 0.05
+    cache_features: bool = True
     cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.uses_feature_cache and (self.freq_masks or self.time_masks):
+            raise ValueError(
+                f"EncoderSetup: mode='frozen' with cache_features=True computes each utterance's features once, "
+                f"so SpecAugment (freq_masks={self.freq_masks}, time_masks={self.time_masks}) cannot be applied "
+                "to them; set EncoderSetup.cache_features = False (run the encoder every step, with masks) "
+                "or EncoderSetup.freq_masks = 0 and EncoderSetup.time_masks = 0"
+            )
+
+    @property
+    def uses_feature_cache(self) -> bool:
+        return self.mode == "frozen" and self.cache_features
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,9 @@ Output layout, one folder per extraction:
 
 An utterance counts as done only when its ``.npy`` exists *and* its index line was written (the
 array is written to a temporary name and renamed first), so a killed run resumes where it stopped.
+
+``encode_utterances`` (length-sorted batches in, per-utterance arrays out) and ``save_npy_atomic``
+are the reusable core: ``nestbench.feature_cache`` composes them for frozen-encoder training.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import contextlib
 import json
 import logging
 import os
+import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,7 +130,6 @@ def extract_features(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     layer_ids = parse_layers(layers, encoder.n_layers)
-    autocast_dtype = {"float32": None, "bfloat16": torch.bfloat16}[dtype]
     _check_meta(out, encoder, layer_ids, dtype)
     done = _finished(out)
     report = ExtractionReport(out)
@@ -142,14 +145,80 @@ def extract_features(
             _bad(report, out, utt, err, skip_bad)
             continue
         todo.append((seconds, utt))
-    todo.sort(key=lambda item: -item[0])
+    batches = encode_utterances(
+        encoder,
+        todo,
+        layer_ids,
+        batch_size=batch_size,
+        max_batch_seconds=max_batch_seconds,
+        device=device,
+        dtype=dtype,
+        on_bad=lambda utt, err: _bad(report, out, utt, err, skip_bad),
+        reader=reader,
+        progress=progress,
+    )
+    with open(out / INDEX, "a", encoding="utf-8") as index:
+        for batch in batches:
+            report.batch_samples += batch.batch_samples
+            report.padded_samples += batch.batch_samples - sum(e.n_samples for e in batch.items)
+            for item in batch.items:
+                _write_one(item, encoder.sample_rate, layer_ids, out, index, report)
+    if reader.conversions:
+        log.warning("audio conversions: %s", dict(reader.conversions))
+    report.wall_seconds = time.perf_counter() - start
+    return report
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One utterance's layers: ``array`` float32 [n_layers, T, D], valid frames only."""
+
+    utt: Utterance
+    array: np.ndarray
+    n_samples: int
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    items: list[Encoded]
+    batch_samples: int  # samples the encoder computed, padding included
+
+
+def encode_utterances(
+    encoder: NestEncoder,
+    todo: Sequence[tuple[float, Utterance]],
+    layer_ids: Sequence[int],
+    *,
+    batch_size: int = 8,
+    max_batch_seconds: float = 320.0,
+    device: str | torch.device = "cpu",
+    dtype: str = "float32",
+    on_bad: Callable[[Utterance, AudioError], None] | None = None,
+    skip: Callable[[Utterance], bool] | None = None,
+    reader: AudioReader | None = None,
+    progress: bool = True,
+    desc: str = "extract",
+) -> Iterator[EncodedBatch]:
+    """Encode ``(seconds, utterance)`` pairs longest first, one batch at a time.
+
+    Length-sorted batches keep padding small; a batch is capped at ``max_batch_seconds`` of padded
+    audio so long recordings run alone. ``on_bad`` gets unusable audio (default: raise); ``skip`` is
+    asked just before a batch is read, so a caller can drop utterances another process finished in
+    the meantime. ``dtype='bfloat16'`` autocasts the encoder; the mel front end stays fp32.
+    """
+    autocast_dtype = {"float32": None, "bfloat16": torch.bfloat16}[dtype]
+    reader = reader or AudioReader(encoder.sample_rate)
     device = torch.device(device)
     encoder = encoder.to(device).eval()
-    bar = tqdm(total=len(todo), unit="utt", desc="extract", disable=not progress)
-    with open(out / INDEX, "a", encoding="utf-8") as index:
-        for batch in _batches(todo, batch_size, max_batch_seconds):
+    ordered = sorted(todo, key=lambda item: -item[0])
+    bar = tqdm(total=len(ordered), unit="utt", desc=desc, disable=not progress)
+    try:
+        for batch in _batches(ordered, batch_size, max_batch_seconds):
             audio = []
             for utt in batch:
+                if skip is not None and skip(utt):
+                    bar.update(1)
+                    continue
                 try:
                     samples = reader.read(utt.path, utt.offset, utt.duration)
                     if len(samples) < encoder.min_samples:
@@ -159,51 +228,81 @@ def extract_features(
                         )
                     audio.append((utt, samples))
                 except AudioError as err:
-                    _bad(report, out, utt, err, skip_bad)
+                    if on_bad is None:
+                        raise
+                    on_bad(utt, err)
                     bar.update(1)
             if audio:
-                _encode_and_write(encoder, audio, layer_ids, device, autocast_dtype, out, index, report)
+                yield _encode(encoder, audio, layer_ids, device, autocast_dtype)
                 bar.update(len(audio))
-    bar.close()
-    if reader.conversions:
-        log.warning("audio conversions: %s", dict(reader.conversions))
-    report.wall_seconds = time.perf_counter() - start
-    return report
+    finally:
+        bar.close()
 
 
-def _encode_and_write(encoder, audio, layer_ids, device, autocast_dtype, out, index, report) -> None:
+def _encode(encoder, audio, layer_ids, device, autocast_dtype) -> EncodedBatch:
     lengths = torch.tensor([len(s) for _, s in audio])
     batch = torch.zeros(len(audio), int(lengths.max()))
     for i, (_, samples) in enumerate(audio):
         batch[i, : len(samples)] = torch.from_numpy(samples)
-    report.batch_samples += batch.numel()
-    report.padded_samples += batch.numel() - int(lengths.sum())
     amp = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
     with torch.inference_mode(), amp:
-        result = encoder(batch.to(device), lengths.to(device), layers=layer_ids)
+        result = encoder(batch.to(device), lengths.to(device), layers=list(layer_ids))
     stacked = result.stacked().float().cpu()
-    for i, (utt, samples) in enumerate(audio):
-        frames = int(result.lengths[i])
-        array = stacked[:, i, :frames].numpy()
-        target = out / f"{utt.utt_id}.npy"
-        tmp = target.with_name(f".{target.name}.tmp")
-        with open(tmp, "wb") as f:
+    items = [
+        Encoded(utt, stacked[:, i, : int(result.lengths[i])].numpy(), len(samples))
+        for i, (utt, samples) in enumerate(audio)
+    ]
+    return EncodedBatch(items, batch.numel())
+
+
+def _write_one(item: Encoded, sample_rate: int, layer_ids, out: Path, index, report: ExtractionReport) -> None:
+    target = out / f"{item.utt.utt_id}.npy"
+    save_npy_atomic(target, item.array)
+    record = {
+        "utt_id": item.utt.utt_id,
+        "source": str(item.utt.path),
+        "offset": item.utt.offset,
+        "duration": item.n_samples / sample_rate,
+        "frames": item.array.shape[1],
+        "layers": list(layer_ids),
+        "shape": list(item.array.shape),
+        "file": target.name,
+    }
+    index.write(json.dumps(record) + "\n")
+    index.flush()
+    report.written.append(item.utt.utt_id)
+    report.audio_seconds += item.n_samples / sample_rate
+
+
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` so that ``path`` is either absent or complete, even with concurrent writers.
+
+    Each writer has its own temporary file in the same folder (same file system, so ``os.replace``
+    is an atomic rename); two processes writing the same utterance each publish a whole file and the
+    last rename wins. A killed writer leaves only a ``.*.tmp`` file, which no reader opens.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
             np.save(f, array)
-        os.replace(tmp, target)
-        record = {
-            "utt_id": utt.utt_id,
-            "source": str(utt.path),
-            "offset": utt.offset,
-            "duration": len(samples) / encoder.sample_rate,
-            "frames": frames,
-            "layers": layer_ids,
-            "shape": list(array.shape),
-            "file": target.name,
-        }
-        index.write(json.dumps(record) + "\n")
-        index.flush()
-        report.written.append(utt.utt_id)
-        report.audio_seconds += len(samples) / encoder.sample_rate
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Same guarantee as ``save_npy_atomic`` for small text files (``meta.json``)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _batches(todo, batch_size: int, max_batch_seconds: float):
@@ -266,7 +365,7 @@ def _check_meta(out: Path, encoder: NestEncoder, layer_ids: list[int], dtype: st
                 f"({ {k: old.get(k) for k in changed} }); choose another --output or delete it"
             )
         return
-    path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(meta, indent=2) + "\n")
 
 
 def _bad(report: ExtractionReport, out: Path, utt: Utterance, err: Exception, skip_bad: bool) -> None:

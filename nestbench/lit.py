@@ -36,6 +36,9 @@ class TaskModule(pl.LightningModule):
         self.last_dev_metrics: dict[str, float] = {}
 
     def features(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """features [B, T, D] + frame lengths [B]: from audio, or from a frozen encoder's cached layers."""
+        if self.upstream.from_cache:
+            return self.upstream.forward_cached(batch["features"], batch["feature_lengths"])
         return self.upstream(batch["audio"], batch["audio_lengths"])
 
     # -- training -----------------------------------------------------------------------------
@@ -77,7 +80,7 @@ class TaskModule(pl.LightningModule):
     # -- optimisation -------------------------------------------------------------------------
     def configure_optimizers(self):
         o = self.optim
-        enc = [p for p in self.upstream.encoder.parameters() if p.requires_grad]
+        enc = self.upstream.encoder_parameters()
         enc_ids = {id(p) for p in enc}
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in enc_ids]
         groups = [{"params": rest, "lr": o.lr}]

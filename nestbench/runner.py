@@ -22,14 +22,23 @@ from pathlib import Path
 
 import torch
 
-from .data import AudioTargetDataset, BucketBatchSampler, data_fingerprint, make_collate, read_entries
+from .data import (
+    AudioTargetDataset,
+    BucketBatchSampler,
+    CachedFeatureDataset,
+    cache_utterances,
+    data_fingerprint,
+    make_collate,
+    make_feature_collate,
+    read_entries,
+)
 from .experiment import Experiment
 from .provenance import config_hash, device_info, git_state, package_versions
 from .results import ResultsStore
 from .rundir import find_resumable, new_run_dir
 from .spec import LoadedSpec
 from .tracking import log_final, make_loggers, wandb_mode
-from .upstream import build_upstream
+from .upstream import build_cached_upstream, build_upstream
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +105,25 @@ def _run_in(
     dev_entries, test_entries = read_entries(splits.dev), read_entries(splits.test)
     exp.task.setup(train_entries, run_dir)
 
-    # 4. model: upstream (NEST + layer aggregation) and the task's head
-    upstream = build_upstream(exp.encoder)
+    # 4. model: upstream (NEST + layer aggregation) and the task's head. A frozen encoder runs once,
+    #    into the feature cache, and every split then reads its layers from there (feature_cache.py)
+    entries = {"train": train_entries, "dev": dev_entries, "test": test_entries}
+    feature_files, cache_stats = None, None
+    if exp.encoder.uses_feature_cache:
+        todo = {split: cache_utterances(es) for split, es in entries.items()}
+        upstream, cache, cache_stats = build_cached_upstream(
+            exp.encoder,
+            [item for items in todo.values() for item in items],
+            seed=exp.seed,
+            device=_fill_device(exp.trainer.accelerator),
+            batch_size=max(8, exp.trainer.batch_size),
+            progress=progress,
+        )
+        feature_files = {split: [cache.file(u.utt_id) for _, u in items] for split, items in todo.items()}
+    else:
+        upstream = build_upstream(exp.encoder)
     head = exp.task.build_head(upstream.feature_dim)
-    loaders = _loaders(exp, upstream, train_entries, dev_entries, test_entries)
+    loaders = _loaders(exp, upstream, entries, feature_files)
     from .lit import TaskModule
 
     module = TaskModule(
@@ -137,7 +161,11 @@ def _run_in(
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     # 7. provenance record in the results store
-    record = {**_record(spec, exp, run_dir, metrics, splits, upstream, trainer, started, best), **record_extra}
+    record = {
+        **_record(spec, exp, run_dir, metrics, splits, upstream, trainer, started, best),
+        "feature_cache": cache_stats.as_record() if cache_stats is not None else None,
+        **record_extra,
+    }
     ResultsStore(runs / RESULTS_FILE).append(record)
     (run_dir / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     log_final(wandb_logger, metrics, table)
@@ -206,18 +234,24 @@ def _run_dir(runs: Path, name: str, resume) -> Path:
     return path
 
 
-def _loaders(exp: Experiment, upstream, train, dev, test) -> dict:
+def _loaders(exp: Experiment, upstream, entries: dict[str, list[dict]], feature_files: dict | None) -> dict:
+    """Audio batches, or cached-layer batches when ``feature_files`` (split -> one file per entry) is given;
+    the same sampler either way, so the batch order does not depend on where features come from."""
     from torch.utils.data import DataLoader
 
-    enc = upstream.encoder
-    collate = make_collate(exp.task)
     t = exp.trainer
     rank, world = _rank_world()
+    collate = make_collate(exp.task) if feature_files is None else make_feature_collate(exp.task)
     loaders = {}
-    for split, entries, shuffle in (("train", train, True), ("dev", dev, False), ("test", test, False)):
-        ds = AudioTargetDataset(entries, exp.task, enc.sample_rate, enc.min_samples)
+    for split, shuffle in (("train", True), ("dev", False), ("test", False)):
+        items = entries[split]
+        if feature_files is None:
+            enc = upstream.encoder
+            ds = AudioTargetDataset(items, exp.task, enc.sample_rate, enc.min_samples)
+        else:
+            ds = CachedFeatureDataset(items, exp.task, feature_files[split])
         sampler = BucketBatchSampler(
-            [e["duration"] for e in entries],
+            [e["duration"] for e in items],
             t.batch_size,
             shuffle=shuffle,
             seed=exp.seed,
@@ -226,6 +260,13 @@ def _loaders(exp: Experiment, upstream, train, dev, test) -> dict:
         )
         loaders[split] = DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=t.num_workers)
     return loaders
+
+
+def _fill_device(accelerator: str) -> str:
+    """Where the feature cache is filled: the GPU the run trains on, if any (its own under DDP)."""
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return "cpu"
 
 
 def _rank_world() -> tuple[int, int]:
@@ -287,11 +328,11 @@ def _record(spec: LoadedSpec, exp: Experiment, run_dir: Path, metrics: dict, spl
         "metrics": metrics,
         "encoder": {
             "checkpoint": exp.encoder.checkpoint,
-            "sha256": upstream.encoder.checkpoint_sha256,
+            "sha256": upstream.info.checkpoint_sha256,
             "mode": exp.encoder.mode,
             "aggregation": exp.encoder.aggregation if exp.encoder.mode == "frozen" else None,
-            "n_layers": upstream.encoder.n_layers,
-            "d_model": upstream.encoder.d_model,
+            "n_layers": upstream.info.n_layers,
+            "d_model": upstream.info.d_model,
         },
         "seed": exp.seed,
         "data_fingerprint": data_fingerprint(splits.all_manifests()),

@@ -78,6 +78,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpec:
     if not path.is_file():
         raise SpecError(f"{path}: spec file not found")
     registered = _register()
+    _tolerant_file_readers()
     gin.clear_config()
     for search in _search_paths(path):
         gin.add_config_file_search_path(str(search))
@@ -93,6 +94,26 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpec:
     operative = gin.operative_config_str()
     header = f"# spec: {path}\n" + "".join(f"# override: {o}\n" for o in overrides)
     return LoadedSpec(path, experiment, header + operative, tuple(overrides))
+
+
+def _tolerant_file_readers() -> None:
+    """gin 0.5.0 also looks for included files as Python package resources; when a folder such as
+    ``experiments/`` is importable as a namespace package (cwd on ``sys.path``) that lookup raises
+    TypeError instead of answering "not found". Make every registered existence check answer False
+    on error, so the ordinary search paths decide."""
+    readers = gin.config._FILE_READERS
+    for i, (reader, exists) in enumerate(readers):
+        if getattr(exists, "_nestbench_tolerant", False):
+            continue
+
+        def tolerant(path, _exists=exists):
+            try:
+                return _exists(path)
+            except (TypeError, ValueError, ImportError):
+                return False
+
+        tolerant._nestbench_tolerant = True
+        readers[i] = (reader, tolerant)
 
 
 def _search_paths(spec: Path) -> list[Path]:
