@@ -53,17 +53,26 @@ def _run(args: argparse.Namespace) -> int:
         from .sweep.trial import trial_hooks
 
         callbacks, extra = trial_hooks(json.loads(trial))
-    result = run_experiment(
-        spec,
-        runs_dir=args.runs_dir,
-        resume=resume,
-        wandb=args.wandb,
-        progress=not args.quiet,
-        callbacks=callbacks,
-        record_extra=extra,
-    )
-    print(format_metrics(spec.experiment.name, result.metrics))
-    print(f"run folder: {result.run_dir}")
+    try:
+        result = run_experiment(
+            spec,
+            runs_dir=args.runs_dir,
+            resume=resume,
+            wandb=args.wandb,
+            progress=not args.quiet,
+            callbacks=callbacks,
+            record_extra=extra,
+        )
+    except Exception as err:
+        if trial and type(err).__name__ == "TrialPruned":  # the sweep's pruner stopped this trial
+            from .sweep.trial import PRUNED_EXIT_CODE
+
+            print(f"pruned by the sweep: {err}")
+            return PRUNED_EXIT_CODE
+        raise
+    if result.record:  # other DDP ranks only train: rank 0 reports
+        print(format_metrics(spec.experiment.name, result.metrics))
+        print(f"run folder: {result.run_dir}")
     return 0
 
 
@@ -185,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     dl_slurp.add_argument("--to", default="data/slurp", help="target folder (default: data/slurp)")
     dl_slurp.add_argument("--no-audio", action="store_true", help="annotations only")
     dl_slurp.set_defaults(func=_download)
+
+    from .sweep.command import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 

@@ -150,7 +150,8 @@ class BucketBatchSampler(Sampler[list[int]]):
     Shuffles, groups into pools of ``pool`` batches, sorts each pool by duration, cuts batches and
     shuffles their order. Because the order is a pure function of the epoch, a run resumed from an
     epoch-end checkpoint sees exactly the batches an uninterrupted run would. Under DDP each rank
-    takes every ``world_size``-th batch.
+    takes every ``world_size``-th batch; ``rank``/``world_size`` left ``None`` are read from the process
+    group when iterated, because Lightning starts it only inside ``fit``, after the loaders exist.
     """
 
     def __init__(
@@ -161,13 +162,21 @@ class BucketBatchSampler(Sampler[list[int]]):
         shuffle: bool,
         seed: int = 0,
         pool: int = 50,
-        rank: int = 0,
-        world_size: int = 1,
+        rank: int | None = 0,
+        world_size: int | None = 1,
     ):
         self.durations = np.asarray(durations, dtype=np.float64)
         self.batch_size, self.shuffle, self.seed, self.pool = batch_size, shuffle, seed, pool
-        self.rank, self.world_size = rank, world_size
+        self._rank, self._world_size = rank, world_size
         self.epoch = 0
+
+    @property
+    def rank(self) -> int:
+        return self._rank if self._rank is not None else _process_group()[0]
+
+    @property
+    def world_size(self) -> int:
+        return self._world_size if self._world_size is not None else _process_group()[1]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -190,12 +199,21 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._batches()
-        usable = len(batches) - len(batches) % self.world_size if self.world_size > 1 else len(batches)
-        yield from batches[self.rank : usable : self.world_size]
+        world = self.world_size
+        usable = len(batches) - len(batches) % world  # every rank takes as many steps (DDP would hang)
+        yield from batches[self.rank : usable : world]
 
     def __len__(self) -> int:
-        total = math.ceil(len(self.durations) / self.batch_size)
-        return total // self.world_size if self.world_size > 1 else total
+        return math.ceil(len(self.durations) / self.batch_size) // self.world_size
+
+
+def _process_group() -> tuple[int, int]:
+    """(rank, world size) of the running ``torch.distributed`` group; (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def data_fingerprint(manifests: Sequence[Path]) -> str:

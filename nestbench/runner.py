@@ -43,6 +43,7 @@ from .upstream import build_cached_upstream, build_upstream
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.jsonl"
+RUN_DIR_ENV = "NESTBENCH_RUN_DIR"  # rank 0's run folder, for the DDP ranks Lightning re-launches
 
 
 @dataclass
@@ -75,10 +76,29 @@ def run_experiment(
     # 1. fail fast: data and checkpoint must be reachable before any work
     preflight(exp)
 
-    # 2. run folder: new (never overwriting) or the one being resumed
-    run_dir = _run_dir(runs, exp.name, resume)
-    with _log_to_file(run_dir / "run.log"):
-        return _run_in(spec, exp, runs, run_dir, wandb, progress, started, list(callbacks), record_extra or {})
+    # 2. run folder: new (never overwriting) or the one being resumed. Under DDP, Lightning starts the
+    #    other ranks by running this same command again; they join rank 0's folder instead of making one.
+    joined = _ddp_rank_joining()
+    run_dir = joined or _run_dir(runs, exp.name, resume)
+    log_name = f"run.rank{os.environ['LOCAL_RANK']}.log" if joined else "run.log"
+    previous = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the ranks Lightning launches
+    try:
+        with _log_to_file(run_dir / log_name):
+            return _run_in(spec, exp, runs, run_dir, wandb, progress, started, list(callbacks), record_extra or {})
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous
+
+
+def _ddp_rank_joining() -> Path | None:
+    """The run folder of rank 0 when this process is another DDP rank that Lightning launched."""
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
+        return Path(inherited)
+    return None
 
 
 def _run_in(
@@ -145,6 +165,8 @@ def _run_in(
     trainer, best_cb = _trainer(exp, run_dir, loggers, progress, callbacks)
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.fit(module, loaders["train"], loaders["dev"], ckpt_path=str(last) if last.exists() else None)
+    if trainer.global_rank != 0:  # DDP: the other ranks only train; rank 0 evaluates and records
+        return RunResult(run_dir, {}, {})
 
     # 6. evaluate the best checkpoint on dev and test; write predictions in the task's format
     best = best_cb.best_model_path or str(last)
@@ -240,7 +262,6 @@ def _loaders(exp: Experiment, upstream, entries: dict[str, list[dict]], feature_
     from torch.utils.data import DataLoader
 
     t = exp.trainer
-    rank, world = _rank_world()
     collate = make_collate(exp.task) if feature_files is None else make_feature_collate(exp.task)
     loaders = {}
     for split, shuffle in (("train", True), ("dev", False), ("test", False)):
@@ -255,8 +276,10 @@ def _loaders(exp: Experiment, upstream, entries: dict[str, list[dict]], feature_
             t.batch_size,
             shuffle=shuffle,
             seed=exp.seed,
-            rank=rank if shuffle else 0,
-            world_size=world if shuffle else 1,
+            # training batches are split between DDP ranks (read from the process group once it runs);
+            # every rank scores all of dev, so corpus-level metrics need no gathering
+            rank=None if shuffle else 0,
+            world_size=None if shuffle else 1,
         )
         loaders[split] = DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=t.num_workers)
     return loaders
@@ -267,10 +290,6 @@ def _fill_device(accelerator: str) -> str:
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     return "cpu"
-
-
-def _rank_world() -> tuple[int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def _trainer(exp: Experiment, run_dir: Path, loggers, progress: bool, callbacks: list):
