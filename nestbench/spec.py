@@ -42,6 +42,10 @@ def _configurables() -> dict[str, object]:
     for registry in (TASKS, DATA_SOURCES):
         for cls in registry.values():
             items[cls.__name__] = cls
+    from .sweep.definition import Sweep
+    from .sweep.space import Categorical, FloatRange, IntRange
+
+    items.update(Sweep=Sweep, FloatRange=FloatRange, IntRange=IntRange, Categorical=Categorical)
     return items
 
 

@@ -1,8 +1,5 @@
 """A tiny version of the quickstart (same specs, smaller numbers) shared by the run tests."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -39,31 +36,3 @@ def tiny_spec(tmp_path_factory) -> Path:
     spec = folder / "tiny_quickstart.gin"
     spec.write_text(f"include '{ROOT / 'experiments' / 'quickstart' / 'slurp.gin'}'\n{TINY_OVERRIDES}")
     return spec
-
-
-@pytest.fixture
-def run_env(tmp_path) -> dict:
-    env = dict(os.environ)
-    env.update(
-        NESTBENCH_CACHE=str(tmp_path / "cache"),
-        NESTBENCH_RUNS=str(tmp_path / "runs"),
-        HF_HUB_OFFLINE="1",
-        WANDB_MODE="offline",
-        WANDB_SILENT="true",
-        PYTHONUNBUFFERED="1",
-        OMP_NUM_THREADS="2",
-    )
-    env.pop("WANDB_API_KEY", None)
-    return env
-
-
-def _nestbench(*args: str, env: dict, cwd: Path, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "nestbench.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, **kw
-    )
-
-
-@pytest.fixture
-def nestbench():
-    """Run the real CLI in a subprocess (gin state and Lightning flags are process-global)."""
-    return _nestbench

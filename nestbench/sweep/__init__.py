@@ -1,0 +1,11 @@
+"""``nestbench sweep``: Optuna searches over any gin binding, one ``nestbench run`` process per trial.
+
+``definition``/``space``: what a sweep spec declares · ``plan``: checks it against the experiment ·
+``study``: storage, samplers, pruners · ``driver``: the worker loop · ``launch``: one trial process ·
+``trial``: the trial's side (pruning reports) · ``report``: table, ``best.gin``, plots, status.
+"""
+
+from .definition import Sweep
+from .space import Categorical, FloatRange, IntRange
+
+__all__ = ["Categorical", "FloatRange", "IntRange", "Sweep"]
