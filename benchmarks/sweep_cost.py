@@ -7,7 +7,7 @@ runs folder and feature cache, as a first run and a first sweep would: the sweep
 trials share the data, the cached encoder features and the imports, and that bad trials are pruned.
 Times are wall-clock: run it on an otherwise idle machine.
 
-    .venv/bin/python benchmarks/sweep_cost.py [--spec experiments/quickstart/sweep.gin] [--trials 10] [--workers 1]
+    .venv/bin/python benchmarks/sweep_cost.py [--spec experiments/quickstart/sweep.gin] [--trials 10] [--workers 2]
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default="experiments/quickstart/sweep.gin")
     parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="trials side by side (default 2: one per core of a 2-core laptop)"
+    )
     parser.add_argument("--wandb", default="disabled", choices=["online", "offline", "disabled"])
     parser.add_argument("--keep", default=None, help="keep the runs here (default: a temporary folder)")
     args = parser.parse_args()

@@ -76,6 +76,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    from .runner import prepare_experiment
+    from .spec import load_spec
+
+    spec = load_spec(args.spec, args.gin)
+    print(json.dumps(prepare_experiment(spec, runs_dir=args.runs_dir, progress=not args.quiet)))
+    return 0
+
+
 def _score(args: argparse.Namespace) -> int:
     from .metrics.slurp import score_files
 
@@ -157,6 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
+
+    prep = sub.add_parser(
+        "prepare", help="prepare a spec's data and fill its frozen encoder's feature cache, without training"
+    )
+    prep.add_argument("spec", help="experiment spec (.gin)")
+    prep.add_argument("--gin", action="append", default=[], help="extra binding, as for run")
+    prep.add_argument("--runs-dir", default=None, help="default: $NESTBENCH_RUNS or ./runs (data go to <runs>/_data)")
+    prep.add_argument("--quiet", action="store_true", help="no progress bars")
+    prep.set_defaults(func=_prepare)
 
     score = sub.add_parser("score", help="score existing predictions without training")
     score_sub = score.add_subparsers(dest="task", required=True)

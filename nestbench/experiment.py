@@ -20,6 +20,8 @@ class EncoderSetup:
     (``aggregation='superb'``: one weight per layer, initialised equal, softmax, weighted sum — the
     SUPERB protocol; ``'nemo'``: raw weights initialised 1/L, no softmax — NeMo's
     ``ConformerMultiLayerFeaturePreprocessor`` protocol; ``'last'``: the last layer only).
+    ``layer_temperature`` (``'superb'`` only): the softmax runs over weights / temperature; below 1 the
+    learned weights move towards one layer faster, above 1 they stay closer to an even mix.
     ``mode='finetune'``: the whole encoder trains and the task sees the last layer (the NEST card's
     protocol for ASR, AST, diarization and SLU).
     ``init_include`` / ``init_exclude``: NeMo ``init_from_pretrained_model`` semantics — a weight is
@@ -39,6 +41,7 @@ class EncoderSetup:
     aggregation: Literal["superb", "nemo", "last"] = "superb"
     layers: str | Sequence[int] = "all"
     layer_norm: bool = False
+    layer_temperature: float = 1.0
     init_include: Sequence[str] = ()
     init_exclude: Sequence[str] = ()
     freq_masks: int = 0
@@ -93,6 +96,12 @@ class TrainerSetup:
     num_workers: int = 0
     deterministic: bool = True
     limit_train_batches: float | int = 1.0
+    cpu_threads: int | None = None  # PyTorch CPU threads (default: PyTorch's choice). CPU results depend on it,
+    # so a replay that must match exactly (a sweep's best.gin) binds it
+
+    def __post_init__(self) -> None:
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ValueError(f"TrainerSetup.cpu_threads = {self.cpu_threads}: must be >= 1 (or None)")
 
 
 @dataclass(frozen=True)

@@ -83,10 +83,14 @@ def run_experiment(
     log_name = f"run.rank{os.environ['LOCAL_RANK']}.log" if joined else "run.log"
     previous = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the ranks Lightning launches
+    threads = torch.get_num_threads()
+    if exp.trainer.cpu_threads:
+        torch.set_num_threads(exp.trainer.cpu_threads)
     try:
         with _log_to_file(run_dir / log_name):
             return _run_in(spec, exp, runs, run_dir, wandb, progress, started, list(callbacks), record_extra or {})
     finally:
+        torch.set_num_threads(threads)
         if previous is None:
             os.environ.pop(RUN_DIR_ENV, None)
         else:
@@ -120,26 +124,15 @@ def _run_in(
 
     _one_lightning_log_stream()
     pl.seed_everything(exp.seed, workers=True)
-    splits = exp.task.prepare_data(exp.data, runs / "_data")
-    train_entries = [e for m in splits.train for e in read_entries(m)]
-    dev_entries, test_entries = read_entries(splits.dev), read_entries(splits.test)
+    splits, entries = _data(exp, runs)
+    train_entries, dev_entries, test_entries = entries["train"], entries["dev"], entries["test"]
     exp.task.setup(train_entries, run_dir)
 
     # 4. model: upstream (NEST + layer aggregation) and the task's head. A frozen encoder runs once,
     #    into the feature cache, and every split then reads its layers from there (feature_cache.py)
-    entries = {"train": train_entries, "dev": dev_entries, "test": test_entries}
     feature_files, cache_stats = None, None
     if exp.encoder.uses_feature_cache:
-        todo = {split: cache_utterances(es) for split, es in entries.items()}
-        upstream, cache, cache_stats = build_cached_upstream(
-            exp.encoder,
-            [item for items in todo.values() for item in items],
-            seed=exp.seed,
-            device=_fill_device(exp.trainer.accelerator),
-            batch_size=max(8, exp.trainer.batch_size),
-            progress=progress,
-        )
-        feature_files = {split: [cache.file(u.utt_id) for _, u in items] for split, items in todo.items()}
+        upstream, feature_files, cache_stats = _cached_upstream(exp, entries, progress)
     else:
         upstream = build_upstream(exp.encoder)
     head = exp.task.build_head(upstream.feature_dim)
@@ -194,6 +187,53 @@ def _run_in(
     if wandb_logger is not None:
         wandb_logger.experiment.finish()
     return RunResult(run_dir, metrics, record)
+
+
+def prepare_experiment(spec: LoadedSpec, *, runs_dir: str | Path | None = None, progress: bool = True) -> dict:
+    """Everything of a run that later runs reuse, without training: the prepared data and, for a
+    frozen encoder, the feature cache. A sweep does this once, with every core, before its trials."""
+    exp: Experiment = spec.experiment
+    preflight(exp)
+    runs = default_runs_dir(runs_dir)
+    threads = torch.get_num_threads()
+    if exp.trainer.cpu_threads:
+        torch.set_num_threads(exp.trainer.cpu_threads)
+    try:
+        _, entries = _data(exp, runs)
+        stats = _cached_upstream(exp, entries, progress)[2] if exp.encoder.uses_feature_cache else None
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "experiment": exp.name,
+        "utterances": {split: len(es) for split, es in entries.items()},
+        "feature_cache": stats.as_record() if stats is not None else None,
+    }
+
+
+def _data(exp: Experiment, runs: Path):
+    splits = exp.task.prepare_data(exp.data, runs / "_data")
+    entries = {
+        "train": [e for m in splits.train for e in read_entries(m)],
+        "dev": read_entries(splits.dev),
+        "test": read_entries(splits.test),
+    }
+    return splits, entries
+
+
+def _cached_upstream(exp: Experiment, entries: dict[str, list[dict]], progress: bool):
+    """The frozen upstream over cached layers (computing the missing ones), each split's feature files
+    and the cache's hit/miss counts."""
+    todo = {split: cache_utterances(es) for split, es in entries.items()}
+    upstream, cache, stats = build_cached_upstream(
+        exp.encoder,
+        [item for items in todo.values() for item in items],
+        seed=exp.seed,
+        device=_fill_device(exp.trainer.accelerator),
+        batch_size=max(8, exp.trainer.batch_size),
+        progress=progress,
+    )
+    files = {split: [cache.file(u.utt_id) for _, u in items] for split, items in todo.items()}
+    return upstream, files, stats
 
 
 def _write_or_check_config(path: Path, operative: str) -> None:

@@ -30,17 +30,21 @@ log = logging.getLogger(__name__)
 class LayerAggregator(nn.Module):
     """Combine [L, B, T, D] layer outputs into [B, T, D]; see ``EncoderSetup`` for the protocols."""
 
-    def __init__(self, n_layers: int, dim: int, protocol: str = "superb", layer_norm: bool = False):
+    def __init__(
+        self, n_layers: int, dim: int, protocol: str = "superb", layer_norm: bool = False, temperature: float = 1.0
+    ):
         super().__init__()
         if protocol not in ("superb", "nemo", "last"):
             raise ValueError(f"aggregation={protocol!r}: expected 'superb', 'nemo' or 'last'")
-        self.protocol = protocol
+        if not temperature > 0:
+            raise ValueError(f"layer_temperature={temperature!r}: must be > 0")
+        self.protocol, self.temperature = protocol, float(temperature)
         init = torch.zeros(n_layers) if protocol == "superb" else torch.full((n_layers,), 1.0 / n_layers)
         self.weights = nn.Parameter(init, requires_grad=protocol != "last")
         self.norm = nn.LayerNorm(dim, elementwise_affine=False) if layer_norm else None
 
     def normalised_weights(self) -> torch.Tensor:
-        return torch.softmax(self.weights, 0) if self.protocol == "superb" else self.weights
+        return torch.softmax(self.weights / self.temperature, 0) if self.protocol == "superb" else self.weights
 
     def forward(self, layers: torch.Tensor) -> torch.Tensor:
         if self.protocol == "last":
@@ -89,7 +93,9 @@ class Upstream(nn.Module):
         n_layers, dim = self.info.n_layers, self.info.d_model
         if self.frozen:
             self.layer_ids = parse_layers(setup.layers, n_layers)
-            self.aggregator = LayerAggregator(len(self.layer_ids), dim, setup.aggregation, setup.layer_norm)
+            self.aggregator = LayerAggregator(
+                len(self.layer_ids), dim, setup.aggregation, setup.layer_norm, setup.layer_temperature
+            )
             if encoder is not None:
                 encoder.requires_grad_(False)
         else:

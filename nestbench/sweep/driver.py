@@ -15,13 +15,23 @@ import fcntl
 import json
 import math
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .accounting import FINISHED, WAIT, Claim, claim, requeue, tally
-from .launch import PRUNED_AT, PRUNED_EXIT_CODE, RUN_DIR, build_launch, log_tail, run_launch, trial_overrides
+from .launch import (
+    PRUNED_AT,
+    PRUNED_EXIT_CODE,
+    RUN_DIR,
+    TrialLaunch,
+    build_launch,
+    log_tail,
+    run_launch,
+    trial_overrides,
+)
 from .plan import SweepPlan
 from .report import (
     DEFINITION,
@@ -142,44 +152,20 @@ def _open_study(plan: SweepPlan, storage, name: str, n_trials: int):
     return study
 
 
-class _WarmupGate:
-    """The first trial of a sweep process starts alone (per runs folder, across processes): it prepares
-    the data and the feature cache that later trials only read, and two trials must not write them at
-    once. The gate opens as soon as that trial starts training (its run folder is reported), or ends."""
-
-    def __init__(self, path: Path, stop: threading.Event):
-        self.path, self.stop = path, stop
-        self.opened = threading.Event()
-        self._guard = threading.Lock()
-        self._file = None
-
-    def close(self) -> None:
-        """Wait for other sweep processes sharing this runs folder to pass their own gate."""
-        self._file = open(self.path, "a")  # noqa: SIM115 - held until open()
-        while not self.stop.is_set():
+@contextlib.contextmanager
+def _machine_lock(path: Path, stop: threading.Event):
+    """One sweep process per runs folder prepares at a time; the others then find the work done."""
+    with open(path, "a") as f:
+        while not stop.is_set():
             try:
-                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
             except BlockingIOError:
                 time.sleep(0.5)
-
-    def open(self) -> None:
-        with self._guard:
-            if self._file is not None:
-                fcntl.flock(self._file, fcntl.LOCK_UN)
-                self._file.close()
-                self._file = None
-            self.opened.set()
-
-    def open_when_training(self, storage, trial_id: int, finished: threading.Event) -> None:
-        def watch() -> None:
-            while not (finished.wait(0.5) or self.opened.is_set()):
-                with contextlib.suppress(Exception):
-                    if storage.get_trial(trial_id).user_attrs.get(RUN_DIR):
-                        break
-            self.open()
-
-        threading.Thread(target=watch, daemon=True).start()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class _Heartbeat:
@@ -217,7 +203,6 @@ class _Workers:
         self.ledger = optuna.load_study(study_name=study.study_name, storage=storage, sampler=RandomSampler())
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
-        self.gate = _WarmupGate(runs / ".sweep-warmup.lock", self.stop)
         self.processes: dict[int, object] = {}  # trial number -> its process, while it runs
         self.guard = threading.Lock()
         cores = os.cpu_count() or 1
@@ -226,6 +211,15 @@ class _Workers:
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self) -> bool:
+        try:
+            self._prepare()
+        except KeyboardInterrupt:
+            self.echo("interrupted while preparing; nothing was run")
+            self.stop.set()
+            with self.guard:
+                for proc in self.processes.values():
+                    proc.terminate()
+            return True
         threads = [threading.Thread(target=self._worker, args=(i,), daemon=True) for i in range(self.options.workers)]
         for t in threads:
             t.start()
@@ -248,26 +242,40 @@ class _Workers:
 
     def _worker(self, index: int) -> None:
         try:
-            self._work(index)
+            self._loop()
         except BaseException as err:  # a broken worker stops the sweep; its trial is re-run on resume
             self.errors.append(err)
             self.stop.set()
 
-    def _work(self, index: int) -> None:
-        if index == 0:
-            try:
-                self.gate.close()
-                self._loop(first_only=True)
-            finally:
-                self.gate.open()
-        else:
-            while not self.gate.opened.wait(0.5):
-                if self.stop.is_set():
-                    return
-        self._loop(first_only=False)
+    def _prepare(self) -> None:
+        """Data and the frozen encoder's feature cache, once, with every core, before any trial: trials
+        side by side would otherwise each compute them on their share of the cores (the cache is safe
+        under concurrent writers, but the work would be done K times)."""
+        done = tally(self.ledger.get_trials(deepcopy=False))[0]
+        if done >= self.n_trials:
+            return
+        log = self.folder / "prepare.log"
+        argv = [sys.executable, "-m", "nestbench.cli", "prepare", str(self.plan.experiment_spec)]
+        launch = TrialLaunch([*argv, "--runs-dir", str(self.runs), "--quiet"], {**os.environ}, log)
+        launch.env.pop("NESTBENCH_TRIAL", None)
+        started = time.time()
+        with _machine_lock(self.runs / ".sweep-prepare.lock", self.stop):
+            self.echo(f"preparing data and features for all trials (log: {log})")
+            code = run_launch(launch, started=self._track_prepare)
+        with self.guard:
+            self.processes.pop(-1, None)
+        if code != 0:
+            spec = self.plan.experiment_spec
+            raise SweepError(f"preparing {spec} failed (exit {code}); end of {log}:\n{log_tail(log)}")
+        summary = log_tail(log).strip().splitlines()[-1]
+        self.echo(f"prepared in {time.time() - started:.0f}s: {summary}")
 
-    def _loop(self, first_only: bool) -> None:
-        """Claim and run trials until the study has its verdicts (or, ``first_only``, one trial started)."""
+    def _track_prepare(self, proc) -> None:
+        with self.guard:
+            self.processes[-1] = proc
+
+    def _loop(self) -> None:
+        """Claim and run trials until the study has its verdicts."""
         poll = min(2.0, self.options.heartbeat)
         while not self.stop.is_set():
             claimed = claim(
@@ -279,8 +287,6 @@ class _Workers:
                 self.stop.wait(poll)
                 continue
             self._run(claimed)
-            if first_only:
-                return
 
     # -- one trial ----------------------------------------------------------------------------------
     def _run(self, claim: Claim) -> None:
@@ -310,12 +316,9 @@ class _Workers:
             wandb=self.options.wandb,
             threads=self.threads,
         )
-        started, finished = time.time(), threading.Event()
-        if not self.gate.opened.is_set():
-            self.gate.open_when_training(self.storage, trial._trial_id, finished)
+        started = time.time()
         with _Heartbeat(self.storage, trial._trial_id, self.options.heartbeat):
             code = run_launch(launch, started=lambda proc: self._track(trial, proc))
-        finished.set()
         with self.guard:
             self.processes.pop(number, None)
         state, value, error = self._verdict(trial._trial_id, code, log)

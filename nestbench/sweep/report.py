@@ -96,14 +96,15 @@ def write_best_gin(path: Path, *, study, trial, experiment_spec: str, objective:
     lines = [
         f"# Best trial of sweep study '{study.study_name}': trial #{trial.number}, {objective} = {trial.value!r}",
         f"# ({study.direction.name.lower()}; storage {storage})",
-        f"# Runs: {experiment_spec} with the swept values and seed of that trial.",
-        f"# Command: {f'OMP_NUM_THREADS={threads} ' if threads else ''}nestbench run {path}",
-        "#   (the trial's CPU thread count: on CPU, PyTorch's results depend on it)" if threads else "#",
+        f"# Runs: {experiment_spec} with the swept values, seed and CPU thread count of that trial",
+        "#   (on CPU, PyTorch's results depend on the thread count; drop that line on a GPU).",
+        f"# Command: nestbench run {path}",
         "",
         f"include '{experiment_spec}'",
         "",
         *(binding_line(k, v) for k, v in trial.params.items()),
         binding_line("Experiment.seed", trial.user_attrs["seed"]),
+        *([binding_line("TrainerSetup.cpu_threads", int(threads))] if threads else []),
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")

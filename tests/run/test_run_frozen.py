@@ -1,6 +1,7 @@
 """`nestbench run` with a frozen encoder: features cached once, every later run trains only the head."""
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,18 @@ def test_frozen_specaugment_with_cache_is_refused_before_any_work(nestbench, tin
     assert proc.returncode == 2
     assert "SpecAugment" in proc.stderr and "EncoderSetup.cache_features = False" in proc.stderr, proc.stderr
     assert not (tmp_path / "runs").exists() and "Traceback" not in proc.stderr
+
+
+def test_prepare_fills_the_cache_and_the_run_only_trains(nestbench, tiny_frozen_spec, run_env, tmp_path):
+    prep = nestbench("prepare", str(tiny_frozen_spec), "--quiet", env=run_env, cwd=tmp_path)
+    assert prep.returncode == 0, prep.stderr[-3000:]
+    summary = json.loads(prep.stdout.strip().splitlines()[-1])
+    assert summary["utterances"] == {"train": 48, "dev": 12, "test": 12}
+    assert summary["feature_cache"]["computed"] == N_UTTERANCES and summary["feature_cache"]["hits"] == 0
+    assert not (tmp_path / "runs" / "quickstart_slurp_frozen").exists()  # no run folder, no record
+    assert not (tmp_path / "runs" / "results.jsonl").exists()
+
+    run = nestbench("run", str(tiny_frozen_spec), "--quiet", "--wandb", "disabled", env=run_env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (record,) = ResultsStore(tmp_path / "runs" / "results.jsonl").read()
+    assert record["feature_cache"] == {**summary["feature_cache"], "hits": N_UTTERANCES, "computed": 0}

@@ -56,7 +56,9 @@ def test_sweep_writes_table_best_gin_plots_and_records(nestbench, sweep_spec, ru
 
     # best.gin is runnable as is and reproduces the best trial (its whole dev curve, not only the score)
     best = study.best_trial
-    assert f"trial #{best.number}" in (folder / "best.gin").read_text()
+    best_gin = (folder / "best.gin").read_text()
+    assert f"trial #{best.number}" in best_gin
+    assert f"TrainerSetup.cpu_threads = {best.user_attrs['threads']}" in best_gin  # CPU results depend on it
     replay = nestbench(
         "run",
         folder / "best.gin",
