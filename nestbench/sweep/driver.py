@@ -211,14 +211,11 @@ class _Workers:
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self) -> bool:
+        """Prepare, then K worker threads; ``True`` when Ctrl-C stopped it (running trials are re-run on resume)."""
         try:
             self._prepare()
         except KeyboardInterrupt:
-            self.echo("interrupted while preparing; nothing was run")
-            self.stop.set()
-            with self.guard:
-                for proc in self.processes.values():
-                    proc.terminate()
+            self._stop_all("interrupted while preparing; no trial was started")
             return True
         threads = [threading.Thread(target=self._worker, args=(i,), daemon=True) for i in range(self.options.workers)]
         for t in threads:
@@ -228,17 +225,20 @@ class _Workers:
                 while t.is_alive():
                     t.join(0.5)
         except KeyboardInterrupt:
-            self.echo("interrupted: stopping running trials (they will be re-run when the sweep is resumed)")
-            self.stop.set()
-            with self.guard:
-                for proc in self.processes.values():
-                    proc.terminate()
+            self._stop_all("interrupted: stopping running trials (they will be re-run when the sweep is resumed)")
             for t in threads:
                 t.join()
             return True
         if self.errors:
             raise self.errors[0]
         return False
+
+    def _stop_all(self, why: str) -> None:
+        self.echo(why)
+        self.stop.set()
+        with self.guard:
+            for proc in self.processes.values():
+                proc.terminate()
 
     def _worker(self, index: int) -> None:
         try:
