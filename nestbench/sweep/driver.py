@@ -267,8 +267,7 @@ class _Workers:
         if code != 0:
             spec = self.plan.experiment_spec
             raise SweepError(f"preparing {spec} failed (exit {code}); end of {log}:\n{log_tail(log)}")
-        summary = log_tail(log).strip().splitlines()[-1]
-        self.echo(f"prepared in {time.time() - started:.0f}s: {summary}")
+        self.echo(f"prepared in {time.time() - started:.0f}s: {_prepared(log_tail(log))}")
 
     def _track_prepare(self, proc) -> None:
         with self.guard:
@@ -368,3 +367,16 @@ class _Workers:
         if error:
             line += f"\n  error: {error.strip().splitlines()[-1] if error.strip() else error}"
         self.echo(line)
+
+
+def _prepared(output: str) -> str:
+    """``nestbench prepare``'s JSON summary line, for people."""
+    try:
+        summary = json.loads(output.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return "done"
+    text = f"{sum(summary.get('utterances', {}).values())} utterances"
+    cache = summary.get("feature_cache")
+    if cache:
+        text += f", features {cache['hits']} cached + {cache['computed']} computed"
+    return text

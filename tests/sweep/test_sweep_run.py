@@ -30,6 +30,8 @@ def test_sweep_writes_table_best_gin_plots_and_records(nestbench, sweep_spec, ru
     proc = nestbench("sweep", spec, "--trials", "3", "--wandb", "disabled", env=run_env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
+    # data and features were prepared once, before any trial (16 + 8 + 8 utterances)
+    assert re.search(r"prepared in \d+s: 32 utterances, features 0 cached \+ 32 computed\ntrial #0 started", out)
     for n in (1, 2, 3):
         assert f"trial {n}/3  #" in out  # the live line: n/N, trial, state, metric, params
     assert "COMPLETE dev/intent_acc=" in out and "OptimizerSetup.lr=" in out
