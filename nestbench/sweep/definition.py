@@ -36,6 +36,10 @@ class Sweep:
     the median pruner compares against before it prunes (default 1: with a budget of ten trials, every
     trial run to the end that a pruner could have stopped is most of the sweep's cost).
     ``warmup_epochs``: epochs before a trial can be pruned.
+    ``prune_on``: the dev metric the pruner compares after each validation (default: the objective).
+    ``'dev/loss'`` separates trials from the first validation, when an accuracy may still sit at chance
+    for every trial; a metric better in the other direction than the objective is told to the study
+    negated, so the pruner's "better" stays the study's.
     ``experiment``: the spec trials run; default: the sweep spec's only ``include``.
     ``study``: the study name; default ``<experiment name>-<sweep spec stem>``.
     ``vary_seed``: give trial n the seed ``Experiment.seed + n`` (default: every trial keeps the
@@ -52,6 +56,7 @@ class Sweep:
     startup_trials: int | None = None
     prune_after: int = 1
     warmup_epochs: int = 0
+    prune_on: str | None = None
     experiment: str | None = None
     study: str | None = None
     vary_seed: bool = False
@@ -65,8 +70,9 @@ class Sweep:
             raise ValueError(f"Sweep.pruner = {self.pruner!r}: expected one of {', '.join(PRUNERS)}")
         if self.direction is not None and self.direction not in DIRECTIONS:
             raise ValueError(f"Sweep.direction = {self.direction!r}: expected 'maximize' or 'minimize'")
-        if self.objective is not None:
-            split_of(self.objective)
+        for name, value in (("objective", self.objective), ("prune_on", self.prune_on)):
+            if value is not None:
+                split_of(value, name)
         if self.startup_trials is not None and self.startup_trials < 0:
             raise ValueError(f"Sweep.startup_trials = {self.startup_trials}: must be >= 0")
         if min(self.prune_after, self.warmup_epochs, self.max_retries) < 0:
@@ -75,16 +81,16 @@ class Sweep:
             raise ValueError(f"Sweep.study = {self.study!r}: use letters, digits, '.', '_' and '-'")
 
 
-def split_of(objective: str) -> tuple[str, str]:
+def split_of(objective: str, field: str = "objective") -> tuple[str, str]:
     """``'dev/intent_acc'`` -> ``('dev', 'intent_acc')``; a bare metric means dev; any other split is refused."""
     if not isinstance(objective, str) or not objective.strip():
-        raise ValueError(f"Sweep.objective = {objective!r}: expected 'dev/<metric>'")
+        raise ValueError(f"Sweep.{field} = {objective!r}: expected 'dev/<metric>'")
     split, sep, metric = objective.strip().rpartition("/")
     split = split if sep else OBJECTIVE_SPLIT
     if split != OBJECTIVE_SPLIT:
         why = " (test scores must never steer a search)" if split == "test" else ""
         raise ValueError(
-            f"Sweep.objective = {objective!r}: sweeps optimise a dev metric, not '{split}'{why}; use 'dev/{metric}'"
+            f"Sweep.{field} = {objective!r}: sweeps optimise a dev metric, not '{split}'{why}; use 'dev/{metric}'"
         )
     return split, metric
 

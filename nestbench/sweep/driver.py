@@ -302,6 +302,8 @@ class _Workers:
             "trial_id": trial._trial_id,
             "number": number,
             "objective": self.plan.objective,
+            "prune_on": self.plan.prune_on,
+            "prune_sign": self.plan.prune_sign,
             "params": claim.params,
             "pruner": self.pruner,
         }

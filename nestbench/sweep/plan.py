@@ -35,10 +35,16 @@ class SweepPlan:
     metric: str  # e.g. 'intent_acc'
     direction: str  # 'maximize' | 'minimize'
     study: str  # default study name
+    prune_metric: str = ""  # the dev metric the pruner compares (default: the objective's)
+    prune_sign: int = 1  # -1: reported negated (better in the other direction than the objective)
 
     @property
     def objective(self) -> str:
         return f"dev/{self.metric}"
+
+    @property
+    def prune_on(self) -> str:
+        return f"dev/{self.prune_metric or self.metric}"
 
     def definition(self) -> dict:
         """What makes two sweep processes the same search (stored with the study, compared on join)."""
@@ -53,6 +59,8 @@ class SweepPlan:
             "startup_trials": s.startup_trials,
             "prune_after": s.prune_after,
             "warmup_epochs": s.warmup_epochs,
+            "prune_on": self.prune_on,
+            "prune_sign": self.prune_sign,
             "vary_seed": s.vary_seed,
             "experiment": self.experiment.name,
         }
@@ -74,8 +82,9 @@ def load_sweep(path: str | Path) -> SweepPlan:
     for param in sweep.space:
         _check_binding(param, keys, experiment_spec)
     metric, direction = _objective(sweep, base.experiment, path)
+    prune_metric, prune_sign = _prune_on(sweep, base.experiment, path, metric, direction)
     study = safe_study_name(sweep.study or f"{base.experiment.name}-{path.stem}")
-    return SweepPlan(path, experiment_spec, sweep, base.experiment, metric, direction, study)
+    return SweepPlan(path, experiment_spec, sweep, base.experiment, metric, direction, study, prune_metric, prune_sign)
 
 
 def _experiment_spec(path: Path, sweep: Sweep) -> Path:
@@ -181,6 +190,24 @@ def _objective(sweep: Sweep, experiment: Experiment, path: Path) -> tuple[str, s
             f"that would search for the worst model (leave Sweep.direction unset)"
         )
     return metric, natural
+
+
+def _prune_on(sweep: Sweep, experiment: Experiment, path: Path, metric: str, direction: str) -> tuple[str, int]:
+    """The metric the pruner watches (the task's metrics or the dev loss) and its sign towards ``direction``."""
+    if sweep.prune_on is None:
+        return metric, 1
+    _, watched = split_of(sweep.prune_on, "prune_on")
+    task = experiment.task
+    known = (*task.metrics, "loss")
+    if watched not in known:
+        hint = difflib.get_close_matches(watched, list(known), n=1)
+        raise SpecError(
+            f"{path}: Sweep.prune_on '{sweep.prune_on}': task '{task.name}' logs no dev metric '{watched}'"
+            + (f"; did you mean 'dev/{hint[0]}'?" if hint else "")
+            + f" (it logs {', '.join(f'dev/{k}' for k in known)})"
+        )
+    better = "min" if watched == "loss" else task.direction(watched)
+    return watched, 1 if (better == "max") == (direction == "maximize") else -1
 
 
 def _describe(param: Param) -> dict:

@@ -60,18 +60,22 @@ def seconds(trial) -> str:
 
 
 def summary_table(study, objective: str, bindings: list[str]) -> str:
-    """One row per trial: number, state, objective, each swept value, duration, run folder."""
+    """One row per trial: number, state, objective (for a stopped trial, the last value the pruner
+    saw), each swept value, duration, run folder."""
     best = best_trial(study)
+    definition = study.user_attrs.get(DEFINITION) or {}
+    watched, sign = definition.get("prune_on", objective), int(definition.get("prune_sign", 1))
     headers = ["trial", "state", objective, *(short(b) for b in bindings), "time", "run"]
     rows = []
     for t in study.get_trials(deepcopy=False):
         mark = "*" if best is not None and t.number == best.number else " "
-        value = (
-            t.value
-            if t.value is not None
-            else (max(t.intermediate_values.items())[1] if t.intermediate_values else None)
-        )
-        shown = "-" if value is None else fmt_value(value) + ("" if t.value is not None else " (last)")
+        if t.state.name == "COMPLETE" and t.value is not None:  # Optuna gives a pruned trial its last report
+            shown = fmt_value(t.value)
+        elif t.intermediate_values:
+            epoch, last = max(t.intermediate_values.items())
+            shown = f"({watched}={fmt_value(sign * last)} at epoch {epoch})"
+        else:
+            shown = "-"
         run = t.user_attrs.get("run_dir") or ""
         rows.append(
             [

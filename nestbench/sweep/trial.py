@@ -23,13 +23,21 @@ log = logging.getLogger(__name__)
 
 class TrialReporter(PyTorchLightningPruningCallback):
     """Optuna's pruning callback, plus two facts the sweep reads back from the study: where the run
-    folder is, and (before ``TrialPruned`` unwinds the run) that the pruner stopped it."""
+    folder is, and (before ``TrialPruned`` unwinds the run) that the pruner stopped it. With
+    ``sign=-1`` the watched metric is reported negated (e.g. dev loss in a study that maximises)."""
+
+    def __init__(self, trial, monitor: str, sign: int = 1):
+        self.watched, self.sign = monitor, sign
+        super().__init__(trial, monitor=monitor if sign > 0 else f"-{monitor}")
 
     def on_fit_start(self, trainer, pl_module) -> None:
         super().on_fit_start(trainer, pl_module)
         self._trial.set_user_attr(RUN_DIR, str(trainer.default_root_dir))
 
     def on_validation_end(self, trainer, pl_module) -> None:
+        value = trainer.callback_metrics.get(self.watched)
+        if self.sign < 0 and value is not None:
+            trainer.callback_metrics[self.monitor] = -value
         try:
             super().on_validation_end(trainer, pl_module)
         except TrialPruned:
@@ -40,7 +48,8 @@ class TrialReporter(PyTorchLightningPruningCallback):
 
 def trial_hooks(info: dict) -> tuple[list, dict]:
     """Lightning callbacks and results-record fields for the trial described by ``info``
-    (``storage``, ``study``, ``trial_id``, ``number``, ``objective``, ``params``, ``pruner``)."""
+    (``storage``, ``study``, ``trial_id``, ``number``, ``objective``, ``prune_on``, ``prune_sign``,
+    ``params``, ``pruner``)."""
     import optuna
     import torch
 
@@ -57,4 +66,5 @@ def trial_hooks(info: dict) -> tuple[list, dict]:
     trial = optuna.trial.Trial(study, int(info["trial_id"]))
     trial.set_user_attr(THREADS, torch.get_num_threads())  # PyTorch's CPU results depend on it: best.gin says so
     extra = {"study": info["study"], "trial": int(info["number"]), "sweep_params": dict(info.get("params") or {})}
-    return [TrialReporter(trial, monitor=info["objective"])], extra
+    reporter = TrialReporter(trial, info.get("prune_on") or info["objective"], int(info.get("prune_sign", 1)))
+    return [reporter], extra

@@ -151,3 +151,20 @@ def test_sweep_spec_is_still_an_experiment_spec(sweep_spec):
     loaded = load_spec(sweep_spec())
     assert isinstance(loaded.experiment.notes["sweep"], Sweep)
     assert "Experiment.name = 'quickstart_slurp_frozen'" in loaded.operative_config
+
+
+def test_prune_on_dev_loss_is_reported_negated_in_a_maximising_study(sweep_spec):
+    plan = load_sweep(sweep_spec(extra="Sweep.prune_on = 'dev/loss'"))
+    assert (plan.prune_on, plan.prune_sign, plan.direction) == ("dev/loss", -1, "maximize")
+    assert plan.definition()["prune_on"] == "dev/loss"
+    same = load_sweep(sweep_spec(name="same", extra="Sweep.prune_on = 'slu_f1'"))
+    assert (same.prune_on, same.prune_sign) == ("dev/slu_f1", 1)
+    default = load_sweep(sweep_spec(name="default"))
+    assert (default.prune_on, default.prune_sign) == (default.objective, 1)
+
+
+def test_prune_on_a_metric_the_task_does_not_log(sweep_spec):
+    with pytest.raises(SpecError, match=r"Sweep.prune_on 'dev/los'.*did you mean 'dev/loss'"):
+        load_sweep(sweep_spec(extra="Sweep.prune_on = 'dev/los'"))
+    with pytest.raises(SpecError, match=r"Sweep.prune_on = 'test/loss': sweeps optimise a dev metric"):
+        load_sweep(sweep_spec(name="test_split", extra="Sweep.prune_on = 'test/loss'"))

@@ -105,8 +105,13 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(nestbench, sweep_spec
     assert len(ResultsStore(tmp_path / "runs" / "results.jsonl").read()) == 1  # failures write no record
 
 
-def test_pruned_trial_stops_early_and_is_marked_pruned(nestbench, sweep_spec, run_env, tmp_path):
-    spec = sweep_spec(extra="Sweep.prune_after = 1\nSweep.pruner = 'median'")
+@pytest.mark.parametrize(
+    ("prune_on", "perfect"),
+    [("", 1.0), ("Sweep.prune_on = 'dev/loss'", -1e-3)],  # dev loss goes to the study negated
+    ids=["objective", "dev_loss"],
+)
+def test_pruned_trial_stops_early_and_is_marked_pruned(nestbench, sweep_spec, run_env, tmp_path, prune_on, perfect):
+    spec = sweep_spec(extra=f"Sweep.prune_after = 1\nSweep.pruner = 'median'\n{prune_on}")
     args = ("sweep", spec, "--wandb", "disabled")
     first = nestbench(*args, "--trials", "1", env=run_env, cwd=tmp_path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -121,7 +126,7 @@ def test_pruned_trial_stops_early_and_is_marked_pruned(nestbench, sweep_spec, ru
                 "OptimizerSetup.lr": FloatDistribution(1e-4, 1e-2, log=True),
                 "SluTask.dropout": CategoricalDistribution([0.0, 0.1]),
             },
-            intermediate_values={0: 1.0, 1: 1.0},
+            intermediate_values={0: perfect, 1: perfect},
             user_attrs={"seed": 42},
         )
     )
@@ -130,6 +135,12 @@ def test_pruned_trial_stops_early_and_is_marked_pruned(nestbench, sweep_spec, ru
     pruned = _study(tmp_path / "runs").trials[2]
     assert pruned.state == TrialState.PRUNED and pruned.user_attrs["pruned_at_epoch"] == 0
     assert "#2 PRUNED" in second.stdout
+    watched = "dev/loss" if prune_on else "dev/intent_acc"
+    reported = pruned.intermediate_values[0]
+    assert f"({watched}={abs(reported):.4g} at epoch 0)" in second.stdout  # the table shows what the pruner saw
+    if prune_on:
+        curves = Path(pruned.user_attrs["run_dir"]) / "csv" / "metrics.csv"
+        assert -reported == pytest.approx(float(_dev_losses(curves.parent.parent)[0]), rel=1e-5)
     log = (tmp_path / "runs" / "sweeps" / STUDY / "trials" / "0002.log").read_text()
     assert "pruned by the sweep" in log and "Traceback" not in log  # a clean exit, not a crash
     records = ResultsStore(tmp_path / "runs" / "results.jsonl").read()
