@@ -146,3 +146,21 @@ def test_pruned_trial_stops_early_and_is_marked_pruned(nestbench, sweep_spec, ru
     records = ResultsStore(tmp_path / "runs" / "results.jsonl").read()
     assert [r["trial"] for r in records] == [0]  # a pruned run is not a finished run
     assert not json.loads(json.dumps(pruned.user_attrs)).get("error")
+
+
+def test_python_api_runs_the_same_sweep(sweep_spec, tmp_path, monkeypatch):
+    """What a notebook does: plan, run, read the outcome (trials are still their own processes)."""
+    from nestbench.sweep import SweepOptions, load_sweep, run_sweep
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.delenv("NESTBENCH_TRIAL", raising=False)
+    lines: list[str] = []
+    plan = load_sweep(sweep_spec(extra="Sweep.pruner = 'none'"))
+    outcome = run_sweep(plan, SweepOptions(trials=2, runs_dir=tmp_path / "runs", wandb="disabled"), echo=lines.append)
+    assert not outcome.interrupted and outcome.best is not None
+    assert [t.state for t in _study(tmp_path / "runs").trials] == [TrialState.COMPLETE] * 2
+    assert (
+        outcome.folder / "best.gin" in outcome.files
+        and (outcome.folder / "summary.txt").read_text() == outcome.table + "\n"
+    )
+    assert sum(line.startswith("trial ") and "COMPLETE" in line for line in lines) == 2
