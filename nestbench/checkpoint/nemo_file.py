@@ -175,12 +175,19 @@ def write_nemo(path: str | Path, config: dict[str, Any], state_dict: dict[str, t
     weights = io.BytesIO()
     torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, weights)
     members = {CONFIG_NAME: yaml.safe_dump(config, sort_keys=False).encode(), WEIGHTS_NAME: weights.getvalue()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tarfile.open(tmp, "w") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(f"./{name}")
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    os.replace(tmp, path)
+    # a private temporary name: processes writing the same archive at once (sweep workers building the
+    # same tiny encoder) each publish a complete file, and the last rename wins with identical bytes
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w") as tar:
+            for name, data in members.items():
+                info = tarfile.TarInfo(f"./{name}")
+                info.size = len(data)
+                info.mode = 0o644
+                tar.addfile(info, io.BytesIO(data))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path

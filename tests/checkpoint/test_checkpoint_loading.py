@@ -166,3 +166,18 @@ def test_env_cache_is_used_without_cache_dir(monkeypatch: pytest.MonkeyPatch, tm
     monkeypatch.setenv("NESTBENCH_CACHE", str(tmp_path / "env-cache"))
     ckpt = load_nemo(nemo)
     assert (tmp_path / "env-cache" / "nemo" / ckpt.sha256 / "model_config.yaml").is_file()
+
+
+def test_writers_of_the_same_archive_at_once_all_succeed(tmp_path: Path, cache: Path, kit: SimpleNamespace) -> None:
+    """Sweep workers build the same tiny encoder at the same moment: each publishes a whole file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nestbench.checkpoint.nemo_file import write_nemo
+
+    state = kit.make_state_dict()
+    target = tmp_path / "shared" / "model.nemo"
+    with ThreadPoolExecutor(8) as pool:
+        written = list(pool.map(lambda _: write_nemo(target, dict(kit.CONFIG), state), range(16)))
+    assert written == [target] * 16
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.nemo"]  # no temporary left behind
+    assert_same_state(load_nemo(target, cache_dir=cache).state_dict, state)
