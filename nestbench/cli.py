@@ -47,12 +47,13 @@ def _run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, args.gin)  # a typo fails here, before any work
     resume = True if args.resume == "latest" else args.resume
-    callbacks, extra = [], {}
+    callbacks, extra, pruned = [], {}, ()
     trial = os.environ.get("NESTBENCH_TRIAL")  # set by `nestbench sweep` for the trial it launches
     if trial:
-        from .sweep.trial import trial_hooks
+        from .sweep.trial import PRUNED_EXIT_CODE, TrialPruned, trial_hooks
 
         callbacks, extra = trial_hooks(json.loads(trial))
+        pruned = (TrialPruned,)
     try:
         result = run_experiment(
             spec,
@@ -63,13 +64,9 @@ def _run(args: argparse.Namespace) -> int:
             callbacks=callbacks,
             record_extra=extra,
         )
-    except Exception as err:
-        if trial and type(err).__name__ == "TrialPruned":  # the sweep's pruner stopped this trial
-            from .sweep.trial import PRUNED_EXIT_CODE
-
-            print(f"pruned by the sweep: {err}")
-            return PRUNED_EXIT_CODE
-        raise
+    except pruned as err:  # the sweep's pruner stopped this trial (nothing is caught outside a sweep)
+        print(f"pruned by the sweep: {err}")
+        return PRUNED_EXIT_CODE
     if result.record:  # other DDP ranks only train: rank 0 reports
         print(format_metrics(spec.experiment.name, result.metrics))
         print(f"run folder: {result.run_dir}")

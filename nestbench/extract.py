@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from tqdm import tqdm
 
 from .audio import AudioError, AudioReader
 from .encoder import NestEncoder
+from .fileio import atomic_write, write_text_atomic
 from .manifest import read_manifest
 
 log = logging.getLogger(__name__)
@@ -275,34 +274,9 @@ def _write_one(item: Encoded, sample_rate: int, layer_ids, out: Path, index, rep
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` so that ``path`` is either absent or complete, even with concurrent writers.
-
-    Each writer has its own temporary file in the same folder (same file system, so ``os.replace``
-    is an atomic rename); two processes writing the same utterance each publish a whole file and the
-    last rename wins. A killed writer leaves only a ``.*.tmp`` file, which no reader opens.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Same guarantee as ``save_npy_atomic`` for small text files (``meta.json``)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``array`` so that ``path`` is either absent or complete, even with concurrent writers."""
+    with atomic_write(path) as f:
+        np.save(f, array)
 
 
 def _batches(todo, batch_size: int, max_batch_seconds: float):
@@ -337,9 +311,7 @@ def _finished(out: Path) -> set[str]:
             good.append(line if line.endswith("\n") else line + "\n")
             done.add(record["utt_id"])
     if len(good) != len(lines):
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(good), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(good))
     return done
 
 

@@ -31,7 +31,8 @@ import torch
 from .checkpoint import default_cache_dir
 from .encoder import NestEncoder
 from .encoder.config import ConformerConfig, MelConfig
-from .extract import Utterance, encode_utterances, save_npy_atomic, write_text_atomic
+from .extract import Utterance, encode_utterances, save_npy_atomic
+from .fileio import write_text_atomic
 
 log = logging.getLogger(__name__)
 

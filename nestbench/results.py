@@ -7,12 +7,13 @@ A process killed mid-append leaves a torn last line: readers set it aside (in
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
+
+from .fileio import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,5 @@ class ResultsStore:
     @contextmanager
     def _locked(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with file_lock(self.path.with_name(self.path.name + ".lock")):
+            yield

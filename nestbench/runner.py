@@ -83,14 +83,10 @@ def run_experiment(
     log_name = f"run.rank{os.environ['LOCAL_RANK']}.log" if joined else "run.log"
     previous = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the ranks Lightning launches
-    threads = torch.get_num_threads()
-    if exp.trainer.cpu_threads:
-        torch.set_num_threads(exp.trainer.cpu_threads)
     try:
-        with _log_to_file(run_dir / log_name):
+        with _cpu_threads(exp.trainer.cpu_threads), _log_to_file(run_dir / log_name):
             return _run_in(spec, exp, runs, run_dir, wandb, progress, started, list(callbacks), record_extra or {})
     finally:
-        torch.set_num_threads(threads)
         if previous is None:
             os.environ.pop(RUN_DIR_ENV, None)
         else:
@@ -195,19 +191,26 @@ def prepare_experiment(spec: LoadedSpec, *, runs_dir: str | Path | None = None, 
     exp: Experiment = spec.experiment
     preflight(exp)
     runs = default_runs_dir(runs_dir)
-    threads = torch.get_num_threads()
-    if exp.trainer.cpu_threads:
-        torch.set_num_threads(exp.trainer.cpu_threads)
-    try:
+    with _cpu_threads(exp.trainer.cpu_threads):
         _, entries = _data(exp, runs)
         stats = _cached_upstream(exp, entries, progress)[2] if exp.encoder.uses_feature_cache else None
-    finally:
-        torch.set_num_threads(threads)
     return {
         "experiment": exp.name,
         "utterances": {split: len(es) for split, es in entries.items()},
         "feature_cache": stats.as_record() if stats is not None else None,
     }
+
+
+@contextlib.contextmanager
+def _cpu_threads(threads: int | None):
+    """``TrainerSetup.cpu_threads`` for the duration of a run; the caller's setting comes back after."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _data(exp: Experiment, runs: Path):

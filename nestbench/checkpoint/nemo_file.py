@@ -24,6 +24,8 @@ import yaml
 from nestbench.checkpoint.hub import cache_root, resolve_checkpoint
 from nestbench.checkpoint.safe_tar import CheckpointError, safe_extract
 
+from ..fileio import atomic_write
+
 logger = logging.getLogger("nestbench.checkpoint")
 
 CONFIG_NAME = "model_config.yaml"
@@ -167,7 +169,6 @@ def write_nemo(path: str | Path, config: dict[str, Any], state_dict: dict[str, t
     The layout is NeMo's own, so the files nestbench writes load in NeMo and in nestbench alike.
     """
     import io
-    import os
     import tarfile
 
     path = Path(path)
@@ -177,17 +178,10 @@ def write_nemo(path: str | Path, config: dict[str, Any], state_dict: dict[str, t
     members = {CONFIG_NAME: yaml.safe_dump(config, sort_keys=False).encode(), WEIGHTS_NAME: weights.getvalue()}
     # a private temporary name: processes writing the same archive at once (sweep workers building the
     # same tiny encoder) each publish a complete file, and the last rename wins with identical bytes
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w") as tar:
-            for name, data in members.items():
-                info = tarfile.TarInfo(f"./{name}")
-                info.size = len(data)
-                info.mode = 0o644
-                tar.addfile(info, io.BytesIO(data))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, permissions=0o644) as raw, tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(f"./{name}")
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
     return path

@@ -30,13 +30,14 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nestbench.jsonl import iter_jsonl
+
+from ..fileio import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -232,14 +233,7 @@ def write_predictions(path: str | os.PathLike[str], predictions: Iterable[SluPre
         entities = [{"type": s.type, "filler": s.filler} for s in p.entities]
         record = {"file": p.file, "scenario": p.scenario, "action": p.action, "entities": entities}
         lines.append(json.dumps(record, ensure_ascii=False) + "\n")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, "".join(lines))
 
 
 # --- distances -----------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -37,6 +36,8 @@ from tqdm import tqdm
 
 from nestbench.jsonl import iter_jsonl
 from nestbench.metrics.slurp import gold_entities
+
+from ..fileio import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -289,14 +290,7 @@ def _write_if_changed(path: Path, text: str) -> None:
     """Atomic replace, skipped when the content is already there (reruns leave files and mtimes alone)."""
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def gold_path(output_dir: str | os.PathLike[str], split: str) -> Path:

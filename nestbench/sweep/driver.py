@@ -11,16 +11,15 @@ a trial interrupted by a crash or Ctrl-C is run again instead of counted.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..fileio import file_lock
 from .accounting import FINISHED, WAIT, Claim, claim, requeue, tally
 from .launch import (
     PRUNED_AT,
@@ -29,6 +28,7 @@ from .launch import (
     TrialLaunch,
     build_launch,
     log_tail,
+    nestbench_argv,
     run_launch,
     trial_overrides,
 )
@@ -152,22 +152,6 @@ def _open_study(plan: SweepPlan, storage, name: str, n_trials: int):
     return study
 
 
-@contextlib.contextmanager
-def _machine_lock(path: Path, stop: threading.Event):
-    """One sweep process per runs folder prepares at a time; the others then find the work done."""
-    with open(path, "a") as f:
-        while not stop.is_set():
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 class _Heartbeat:
     """Tells the storage this trial's worker is alive; when it stops (the sweep was killed), another
     worker fails the trial after the grace period and re-queues it."""
@@ -255,11 +239,11 @@ class _Workers:
         if done >= self.n_trials:
             return
         log = self.folder / "prepare.log"
-        argv = [sys.executable, "-m", "nestbench.cli", "prepare", str(self.plan.experiment_spec)]
-        launch = TrialLaunch([*argv, "--runs-dir", str(self.runs), "--quiet"], {**os.environ}, log)
+        argv = nestbench_argv("prepare", self.plan.experiment_spec, "--runs-dir", self.runs, "--quiet")
+        launch = TrialLaunch(argv, {**os.environ}, log)
         launch.env.pop("NESTBENCH_TRIAL", None)
         started = time.time()
-        with _machine_lock(self.runs / ".sweep-prepare.lock", self.stop):
+        with file_lock(self.runs / ".sweep-prepare.lock", self.stop):  # one preparer per runs folder
             self.echo(f"preparing data and features for all trials (log: {log})")
             code = run_launch(launch, started=self._track_prepare)
         with self.guard:

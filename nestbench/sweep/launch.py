@@ -47,6 +47,11 @@ def trial_overrides(params: dict, seed: int, study: str) -> list[str]:
     ]
 
 
+def nestbench_argv(*words) -> list[str]:
+    """The command line of ``nestbench`` with this interpreter (a trial, or the sweep's prepare step)."""
+    return [sys.executable, "-m", "nestbench.cli", *map(str, words)]
+
+
 def build_launch(
     *,
     experiment_spec: Path,
@@ -57,7 +62,7 @@ def build_launch(
     wandb: str | None,
     threads: int | None,
 ) -> TrialLaunch:
-    argv = [sys.executable, "-m", "nestbench.cli", "run", str(experiment_spec)]
+    argv = nestbench_argv("run", experiment_spec)
     for line in overrides:
         argv += ["--gin", line]
     argv += ["--runs-dir", str(runs), "--quiet"]

@@ -9,11 +9,12 @@ for one" is atomic across every worker of a study, on every machine: exactly N t
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+from ..fileio import file_lock
 
 SUPPORTED = ("sqlite", "postgresql")
 
@@ -111,12 +112,8 @@ def _schema_lock(url: str) -> Iterator[None]:
     """Optuna creates its tables on first use, and two processes doing so at once collide ("table
     already exists", duplicate enum types): the first creates them while the others wait."""
     if scheme(url) == "sqlite":
-        with open(url.split(":///", 1)[1] + ".schema.lock", "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with file_lock(url.split(":///", 1)[1] + ".schema.lock"):
+            yield
         return
     import sqlalchemy
 
@@ -175,13 +172,8 @@ class ClaimLock:
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
-        path = Path(self.url.split(":///", 1)[1] + f".{self.study}.claim.lock")
-        with open(path, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with file_lock(self.url.split(":///", 1)[1] + f".{self.study}.claim.lock"):
+            yield
 
     @contextlib.contextmanager
     def _advisory_lock(self) -> Iterator[None]:

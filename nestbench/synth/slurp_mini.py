@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -38,6 +37,8 @@ import soundfile as sf
 from tqdm import tqdm
 
 from nestbench.synth.espeak import NATIVE_SAMPLE_RATE, Voice, synthesize
+
+from ..fileio import write_text_atomic
 
 SPLITS = ("train", "devel", "test")
 MARKER = ".complete"
@@ -505,9 +506,7 @@ def _claim(out: Path, text_dir: Path, audio_dir: Path) -> None:
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def make_mini_slurp(out_dir: str | Path, config: MiniSlurpConfig = MiniSlurpConfig(), *, progress: bool = True) -> Path:
