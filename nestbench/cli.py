@@ -82,11 +82,20 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _score(args: argparse.Namespace) -> int:
-    from .metrics.slurp import score_files
+def _verb(args: argparse.Namespace) -> int:
+    """A registered per-task or per-corpus verb (``nestbench score <task>``, ``nestbench download <corpus>``)."""
+    result = args.verb.run(args)
+    if result is not None:
+        print(result if isinstance(result, str) else json.dumps(result, indent=2, sort_keys=True))
+    return 0
 
-    scores = score_files(args.ref, args.hyp, allow_partial=args.allow_partial)
-    print(json.dumps(scores, indent=2, sort_keys=True))
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate_run import evaluate_run
+
+    result = evaluate_run(args.run_dir, args.gin, runs_dir=args.runs_dir, progress=not args.quiet)
+    print(format_metrics(f"evaluation of {result.record['evaluation_of']}", result.metrics))
+    print(f"evaluation folder: {result.run_dir}")
     return 0
 
 
@@ -98,14 +107,6 @@ def _leaderboard(args: argparse.Namespace) -> int:
     print("results: " + (", ".join(map(str, results)) or "none (card rows only)"))
     for path in written:
         print(f"wrote {path}")
-    return 0
-
-
-def _download(args: argparse.Namespace) -> int:
-    from .recipes.slurp import download_slurp
-
-    path = download_slurp(args.to, audio=not args.no_audio)
-    print(f"SLURP is in {path}")
     return 0
 
 
@@ -173,13 +174,28 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--quiet", action="store_true", help="no progress bars")
     prep.set_defaults(func=_prepare)
 
-    score = sub.add_parser("score", help="score existing predictions without training")
-    score_sub = score.add_subparsers(dest="task", required=True)
-    slurp = score_sub.add_parser("slurp", help="SLURP intent accuracy and SLU-F1 (official definitions)")
-    slurp.add_argument("--ref", required=True, help="gold: SLURP annotation jsonl (e.g. dataset/slurp/test.jsonl)")
-    slurp.add_argument("--hyp", required=True, help="predictions: jsonl of {file, scenario, action, entities}")
-    slurp.add_argument("--allow-partial", action="store_true", help="score even if some gold files lack a prediction")
-    slurp.set_defaults(func=_score)
+    from tasks import DOWNLOAD_VERBS, SCORE_VERBS
+
+    from .commands import add_verbs
+
+    score = sub.add_parser("score", help="score existing predictions without training (one verb per task)")
+    add_verbs(score.add_subparsers(dest="task", required=True), SCORE_VERBS, "task")
+    score.set_defaults(func=_verb)
+
+    ev = sub.add_parser(
+        "evaluate", help="score a finished run's best checkpoint on its evaluation sets, or on sets bound by --gin"
+    )
+    ev.add_argument("run_dir", help="a finished run folder (runs/<experiment>/<run-id>)")
+    ev.add_argument(
+        "--gin",
+        action="append",
+        default=[],
+        help="extra binding, e.g. \"Experiment.extra_tests = {'hard': {'manifest': 'h.jsonl', 'trials': 'h.txt'}}\"; "
+        "when it binds new test sets, only those are scored",
+    )
+    ev.add_argument("--runs-dir", default=None, help="results store folder (default: the run's own runs folder)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(func=_evaluate)
 
     board = sub.add_parser("leaderboard", help="render the NEST card tables with recorded results (markdown + PNG)")
     board.add_argument(
@@ -203,12 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     board.set_defaults(func=_leaderboard)
 
-    download = sub.add_parser("download", help="download a corpus in its own layout")
-    download_sub = download.add_subparsers(dest="corpus", required=True)
-    dl_slurp = download_sub.add_parser("slurp", help="SLURP annotations + slurp_real/slurp_synth audio (~6 GB)")
-    dl_slurp.add_argument("--to", default="data/slurp", help="target folder (default: data/slurp)")
-    dl_slurp.add_argument("--no-audio", action="store_true", help="annotations only")
-    dl_slurp.set_defaults(func=_download)
+    download = sub.add_parser("download", help="download a corpus in its own layout (one verb per corpus)")
+    add_verbs(download.add_subparsers(dest="corpus", required=True), DOWNLOAD_VERBS, "corpus")
+    download.set_defaults(func=_verb)
 
     from .sweep.command import add_parser as add_sweep_parser
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from .task import DataSource, Task
+from .task import DataSource, EvalSet, Task
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,9 @@ class EncoderSetup:
     ``<cache_dir>/features/<key>/`` (``cache_dir``: default ``$NESTBENCH_CACHE`` or ``~/.cache/nestbench``)
     and train the head (and layer weights) from there; every later run with the same checkpoint,
     layers, preprocessing and audio skips the encoder. Fixed features cannot be SpecAugmented, so
-    frozen + cache + masks is refused.
+    frozen + cache + masks is refused. ``cache_dtype='float16'`` halves the cache (NEST-L, all layers:
+    about 1.7 GB per hour of audio in float32); the fill says how much it will write and refuses
+    when the disk cannot hold it.
     """
 
     checkpoint: str
@@ -50,8 +53,11 @@ class EncoderSetup:
     time_width: float = 0.05
     cache_features: bool = True
     cache_dir: str | None = None
+    cache_dtype: Literal["float32", "float16"] = "float32"
 
     def __post_init__(self) -> None:
+        if self.cache_dtype not in ("float32", "float16"):
+            raise ValueError(f"EncoderSetup.cache_dtype = {self.cache_dtype!r}: expected 'float32' or 'float16'")
         if self.uses_feature_cache and (self.freq_masks or self.time_masks):
             raise ValueError(
                 f"EncoderSetup: mode='frozen' with cache_features=True computes each utterance's features once, "
@@ -80,11 +86,17 @@ class OptimizerSetup:
 
 @dataclass(frozen=True)
 class TrainerSetup:
-    """Lightning trainer knobs; ``devices > 1`` trains with DDP."""
+    """Lightning trainer knobs; ``devices > 1`` trains with DDP.
+
+    A batch holds at most ``batch_size`` examples and, with ``max_batch_duration``, at most that many
+    seconds of padded input (longest example x examples; an example longer than the cap runs alone).
+    Either may be ``None``, not both.
+    """
 
     max_epochs: int = 50
     max_steps: int = -1
-    batch_size: int = 16
+    batch_size: int | None = 16
+    max_batch_duration: float | None = None
     accelerator: str = "auto"
     devices: int | str = 1
     precision: str = "32-true"
@@ -102,6 +114,12 @@ class TrainerSetup:
     def __post_init__(self) -> None:
         if self.cpu_threads is not None and self.cpu_threads < 1:
             raise ValueError(f"TrainerSetup.cpu_threads = {self.cpu_threads}: must be >= 1 (or None)")
+        if self.batch_size is None and self.max_batch_duration is None:
+            raise ValueError("TrainerSetup: batch_size and max_batch_duration are both None; set at least one")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"TrainerSetup.batch_size = {self.batch_size}: must be >= 1 (or None)")
+        if self.max_batch_duration is not None and not self.max_batch_duration > 0:
+            raise ValueError(f"TrainerSetup.max_batch_duration = {self.max_batch_duration}: must be > 0 seconds")
 
 
 @dataclass(frozen=True)
@@ -127,3 +145,16 @@ class Experiment:
     seed: int = 0
     board: Literal["full", "quickstart"] = "full"  # leaderboard that its results go to
     notes: dict[str, Any] = field(default_factory=dict)
+    # further named test sets beside the data source's: name -> manifest, or name -> {'manifest': ...,
+    # <reference kind>: path} (e.g. {'trials': 'vox1_h.txt'}); `nestbench evaluate RUN --gin ...` binds them
+    extra_tests: dict[str, Any] = field(default_factory=dict)
+
+    def extra_eval_sets(self) -> list[EvalSet]:
+        out = []
+        for name, value in self.extra_tests.items():
+            refs = dict(value) if isinstance(value, dict) else {"manifest": value}
+            if "manifest" not in refs:
+                raise ValueError(f"Experiment.extra_tests[{name!r}]: needs a 'manifest' (got keys {sorted(refs)})")
+            manifest = Path(refs.pop("manifest"))
+            out.append(EvalSet(name, manifest, {k: Path(v) for k, v in refs.items()}, {"bound_by": "extra_tests"}))
+        return out

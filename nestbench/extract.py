@@ -8,6 +8,8 @@ Output layout, one folder per extraction:
 
 An utterance counts as done only when its ``.npy`` exists *and* its index line was written (the
 array is written to a temporary name and renamed first), so a killed run resumes where it stopped.
+Each index line records what the features were made from (``made_from``: resolved path, size,
+mtime_ns, offset, duration); an id whose input changed since is recomputed, with a warning.
 
 ``encode_utterances`` (length-sorted batches in, per-utterance arrays out) and ``save_npy_atomic``
 are the reusable core: ``nestbench.feature_cache`` composes them for frozen-encoder training.
@@ -126,24 +128,32 @@ def extract_features(
     ``encoder/attention.py``). ``dtype='bfloat16'`` autocasts the encoder; the mel front end stays fp32.
     """
     start = time.perf_counter()
+    check_device(device)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     layer_ids = parse_layers(layers, encoder.n_layers)
+    out.mkdir(parents=True, exist_ok=True)
     _check_meta(out, encoder, layer_ids, dtype)
     done = _finished(out)
     report = ExtractionReport(out)
     reader = AudioReader(encoder.sample_rate)
-    todo = []
+    todo, made_from, changed = [], {}, set()
     for utt in inputs:
-        if utt.utt_id in done:
-            report.already_done += 1
-            continue
         try:
+            made_from[utt.utt_id] = _made_from(utt)
+            if utt.utt_id in done:
+                if done[utt.utt_id] == made_from[utt.utt_id]:
+                    report.already_done += 1
+                    continue
+                why = "its input changed since it was extracted" if done[utt.utt_id] else "its input was not recorded"
+                log.warning("%s: %s; recomputing it", utt.utt_id, why)
+                changed.add(utt.utt_id)
             seconds = utt.duration if utt.duration is not None else reader.duration(utt.path) - utt.offset
-        except AudioError as err:
+        except (AudioError, OSError) as err:
             _bad(report, out, utt, err, skip_bad)
             continue
         todo.append((seconds, utt))
+    if changed:
+        _forget(out, changed)
     batches = encode_utterances(
         encoder,
         todo,
@@ -161,7 +171,7 @@ def extract_features(
             report.batch_samples += batch.batch_samples
             report.padded_samples += batch.batch_samples - sum(e.n_samples for e in batch.items)
             for item in batch.items:
-                _write_one(item, encoder.sample_rate, layer_ids, out, index, report)
+                _write_one(item, made_from[item.utt.utt_id], encoder.sample_rate, layer_ids, out, index, report)
     if reader.conversions:
         log.warning("audio conversions: %s", dict(reader.conversions))
     report.wall_seconds = time.perf_counter() - start
@@ -207,7 +217,7 @@ def encode_utterances(
     """
     autocast_dtype = {"float32": None, "bfloat16": torch.bfloat16}[dtype]
     reader = reader or AudioReader(encoder.sample_rate)
-    device = torch.device(device)
+    device = check_device(device)
     encoder = encoder.to(device).eval()
     ordered = sorted(todo, key=lambda item: -item[0])
     bar = tqdm(total=len(ordered), unit="utt", desc=desc, disable=not progress)
@@ -254,7 +264,43 @@ def _encode(encoder, audio, layer_ids, device, autocast_dtype) -> EncodedBatch:
     return EncodedBatch(items, batch.numel())
 
 
-def _write_one(item: Encoded, sample_rate: int, layer_ids, out: Path, index, report: ExtractionReport) -> None:
+def check_device(device: str | torch.device) -> torch.device:
+    """The device, or a one-line ``ValueError`` when torch cannot use it here: found before any output
+    exists, instead of a driver error after the model is loaded and the folder made."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device {str(device)!r} is not a torch device (cpu, cuda, cuda:1, mps, ...)") from None
+    if dev.type == "cpu":
+        return dev
+    backend = getattr(torch, dev.type, None)  # torch.cuda, torch.mps, torch.xpu, ...
+    if not (hasattr(backend, "is_available") and backend.is_available()):
+        raise ValueError(f"device {str(device)!r} is not available: torch finds no {dev.type} device on this machine")
+    count = backend.device_count() if hasattr(backend, "device_count") else 1
+    if dev.index is not None and dev.index >= count:
+        raise ValueError(
+            f"device {str(device)!r} is not available: this machine has {count} {dev.type} device(s), "
+            f"{dev.type}:0 to {dev.type}:{count - 1}"
+        )
+    return dev
+
+
+def _made_from(utt: Utterance) -> dict:
+    """What an utterance's features are computed from: a rewritten, moved or re-cut input differs."""
+    path = utt.path.resolve()
+    stat = path.stat()
+    return {
+        "path": str(path),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "offset": utt.offset,
+        "duration": utt.duration,
+    }
+
+
+def _write_one(
+    item: Encoded, made_from: dict, sample_rate: int, layer_ids, out: Path, index, report: ExtractionReport
+) -> None:
     target = out / f"{item.utt.utt_id}.npy"
     save_npy_atomic(target, item.array)
     record = {
@@ -266,6 +312,7 @@ def _write_one(item: Encoded, sample_rate: int, layer_ids, out: Path, index, rep
         "layers": list(layer_ids),
         "shape": list(item.array.shape),
         "file": target.name,
+        "made_from": made_from,
     }
     index.write(json.dumps(record) + "\n")
     index.flush()
@@ -292,13 +339,14 @@ def _batches(todo, batch_size: int, max_batch_seconds: float):
         yield batch
 
 
-def _finished(out: Path) -> set[str]:
-    """Utterances whose index line and array both exist; a torn last index line is dropped."""
+def _finished(out: Path) -> dict[str, dict | None]:
+    """Utterance id -> what its features were made from (None: not recorded, by an older nestbench),
+    for utterances whose index line and array both exist; a torn last index line is dropped."""
     path = out / INDEX
     if not path.exists():
-        return set()
+        return {}
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    good, done = [], set()
+    good, done = [], {}
     for n, line in enumerate(lines, start=1):
         try:
             record = json.loads(line)
@@ -309,10 +357,19 @@ def _finished(out: Path) -> set[str]:
             raise ValueError(f"{path}:{n}: corrupt index line; delete the folder to start over") from None
         if (out / record["file"]).exists():
             good.append(line if line.endswith("\n") else line + "\n")
-            done.add(record["utt_id"])
+            done[record["utt_id"]] = record.get("made_from")
     if len(good) != len(lines):
         write_text_atomic(path, "".join(good))
     return done
+
+
+def _forget(out: Path, utt_ids: set[str]) -> None:
+    """Remove stale utterances' index lines, then their arrays: no stale array outlives a failed recompute."""
+    path = out / INDEX
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    write_text_atomic(path, "".join(line for line in lines if json.loads(line)["utt_id"] not in utt_ids))
+    for utt_id in utt_ids:
+        (out / f"{utt_id}.npy").unlink(missing_ok=True)
 
 
 def _check_meta(out: Path, encoder: NestEncoder, layer_ids: list[int], dtype: str) -> None:

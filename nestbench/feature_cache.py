@@ -36,8 +36,10 @@ from .fileio import write_text_atomic
 
 log = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: storage dtype, fill device class and precision in the key
+CODE_VERSION = 1  # bump when nestbench's encoder code changes its numbers (mel, attention, ...)
 META = "meta.json"
+STORAGE_DTYPES = ("float32", "float16")
 
 
 def feature_key(
@@ -46,15 +48,24 @@ def feature_key(
     mel: MelConfig,
     conformer: ConformerConfig,
     dtype: str = "float32",
+    device_class: str = "cpu",
+    precision: str = "float32",
 ) -> str:
-    """sha256 (hex) naming one set of cached features; equal inputs give equal keys in any process."""
+    """sha256 (hex) naming one set of cached features; equal inputs give equal keys in any process.
+
+    ``dtype`` is the storage dtype; ``device_class`` (``cpu``, ``cuda``) and ``precision`` (the compute
+    precision, e.g. TF32 on a GPU) are in the key because their features differ in the last bits.
+    """
     identity = {
         "layout": LAYOUT_VERSION,
+        "code": CODE_VERSION,
         "weights": weights_id,
         "layers": [int(i) for i in layer_ids],
         "mel": asdict(mel),
         "conformer": asdict(conformer),
         "dtype": dtype,
+        "device_class": device_class,
+        "precision": precision,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -94,8 +105,10 @@ class CacheStats:
 class FeatureCache:
     """One key's folder of per-utterance arrays; ``fill`` computes what is missing, ``file`` finds it."""
 
-    def __init__(self, key: str, root: str | Path | None = None):
-        self.key = key
+    def __init__(self, key: str, root: str | Path | None = None, dtype: str = "float32"):
+        if dtype not in STORAGE_DTYPES:
+            raise ValueError(f"feature cache dtype {dtype!r}: expected one of {STORAGE_DTYPES}")
+        self.key, self.dtype = key, dtype
         self.folder = Path(root or default_cache_dir()) / "features" / key
 
     def file(self, fingerprint: str) -> Path:
@@ -115,6 +128,7 @@ class FeatureCache:
         batch_size: int = 16,
         max_batch_seconds: float = 320.0,
         progress: bool = True,
+        bytes_per_second: float = 0.0,
     ) -> CacheStats:
         """Compute the ``(seconds, utterance)`` pairs (ids from ``cache_utterance``) not cached yet.
 
@@ -125,6 +139,7 @@ class FeatureCache:
         missing = [(s, u) for s, u in unique if not self.file(u.utt_id).exists()]
         computed = 0
         if missing:
+            self._check_room(missing, bytes_per_second)
             self.folder.mkdir(parents=True, exist_ok=True)
             if meta is not None and not (self.folder / META).exists():
                 write_text_atomic(self.folder / META, json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
@@ -143,8 +158,26 @@ class FeatureCache:
             )
             for batch in batches:
                 for item in batch.items:
-                    save_npy_atomic(self.file(item.utt.utt_id), item.array)
+                    save_npy_atomic(self.file(item.utt.utt_id), item.array.astype(self.dtype, copy=False))
                 computed += len(batch.items)
         stats = CacheStats(self.key, len(unique) - computed, computed)
         log.info("features: %d cached, %d computed (%s)", stats.hits, stats.computed, self.folder)
         return stats
+
+    def _check_room(self, missing: Sequence[tuple[float, Utterance]], bytes_per_second: float) -> None:
+        """Say how much the fill will write, and refuse before starting when the disk cannot hold it."""
+        import shutil
+
+        need = sum(s for s, _ in missing) * bytes_per_second
+        self.folder.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.folder).free
+        log.info(
+            "features: %d utterance(s) to compute, about %.2f GB in %s (%.1f GB free)",
+            len(missing), need / 1e9, self.folder, free / 1e9,
+        )  # fmt: skip
+        if need > 0.95 * free:
+            raise OSError(
+                f"the feature cache needs about {need / 1e9:.1f} GB in {self.folder}, but only {free / 1e9:.1f} GB "
+                "are free: set EncoderSetup.cache_dtype = 'float16' (half the size), fewer EncoderSetup.layers, "
+                "another EncoderSetup.cache_dir, or EncoderSetup.cache_features = False"
+            )

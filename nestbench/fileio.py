@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -23,10 +23,13 @@ def atomic_write(path: str | Path, mode: str = "wb", *, permissions: int | None 
 
     Each writer has its own temporary file in the same folder (same file system, so ``os.replace`` is
     an atomic rename): concurrent writers each publish a whole file and the last rename wins. A killed
-    writer leaves only a ``.*.tmp`` file, which no reader opens.
+    writer leaves only a ``.*.tmp`` file, which no reader opens. The published file has the mode an
+    ordinary ``open(path, "w")`` gives (0666 less the umask; ``mkstemp``'s 0600 would hide it from
+    colleagues on shared storage) unless ``permissions`` says otherwise.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # O_EXCL: never another writer's file
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f

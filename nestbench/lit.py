@@ -1,19 +1,22 @@
-"""One LightningModule for every task: upstream features -> task head, with the task's loss and metric.
+"""One LightningModule for every task: upstream features -> task head, with the task's loss and evaluator.
 
-Dev metrics are computed from decoded predictions at each validation (``dev/<metric>``), so
-checkpoint selection and sweeps use the task's real metric, never the test split.
+Dev metrics come from the task's evaluator at each validation (``dev/<metric>``), so checkpoint
+selection and sweeps use the task's real metric, never a test set. Under DDP each rank scores a
+shard of dev and the evaluators' states are merged before computing, so every rank logs the same
+corpus-level value.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import lightning.pytorch as pl
 import torch
 from torch import nn
 
 from .experiment import OptimizerSetup
-from .task import Task
+from .task import Evaluator, Task, headline
 from .upstream import Upstream
 
 
@@ -24,15 +27,15 @@ class TaskModule(pl.LightningModule):
         task: Task,
         head: nn.Module,
         optim: OptimizerSetup,
-        dev_references: dict,
+        dev_evaluator: Callable[[], Evaluator],
         seed: int = 0,
     ):
         super().__init__()
         self.upstream, self.task, self.head = upstream, task, head
         self.optim = optim
-        self.dev_references = dev_references
+        self.new_dev_evaluator = dev_evaluator
         self.seed = seed
-        self._dev_predictions: dict = {}
+        self._dev: Evaluator | None = None
         self.last_dev_metrics: dict[str, float] = {}
 
     def features(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,6 +43,10 @@ class TaskModule(pl.LightningModule):
         if self.upstream.from_cache:
             return self.upstream.forward_cached(batch["features"], batch["feature_lengths"])
         return self.upstream(batch["audio"], batch["audio_lengths"])
+
+    def transfer_batch_to_device(self, batch: dict, device, dataloader_idx: int) -> dict:
+        """Tensors move; ``examples`` (plain records of where the input came from) stay as they are."""
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     # -- training -----------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
@@ -57,22 +64,33 @@ class TaskModule(pl.LightningModule):
         return loss
 
     # -- validation ---------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._dev = self.new_dev_evaluator()
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         feats, lengths = self.features(batch)
-        loss = self.task.loss(self.head, feats, lengths, batch)
-        self.log("dev/loss", loss, batch_size=len(batch["ids"]), sync_dist=True)
-        for utt, pred in zip(batch["ids"], self.task.decode(self.head, feats, lengths), strict=True):
-            self._dev_predictions[utt] = pred
+        if self.task.dev_loss:
+            loss = self.task.loss(self.head, feats, lengths, batch)
+            self.log("dev/loss", loss, batch_size=len(batch["ids"]), sync_dist=True)
+        self._dev.update(batch["examples"], self.task.infer(self.head, feats, lengths))
 
     def on_validation_epoch_end(self) -> None:
-        if not self._dev_predictions:
+        evaluator, self._dev = self._dev, None
+        if evaluator is None:
             return
-        refs = {k: self.dev_references[k] for k in self._dev_predictions}
-        metrics = self.task.score(self._dev_predictions, refs)
-        self._dev_predictions = {}
+        if self.trainer.world_size > 1:  # every rank scored its shard: merge them all, compute everywhere
+            import torch.distributed as dist
+
+            states = [None] * self.trainer.world_size
+            dist.all_gather_object(states, evaluator.state())
+            evaluator = self.new_dev_evaluator()
+            evaluator.merge(states)
+        metrics = evaluator.compute()
         self.last_dev_metrics = metrics
+        main = headline(self.task).name
         for key, value in metrics.items():
-            self.log(f"dev/{key}", float(value), prog_bar=key == self.task.metrics[0], sync_dist=True)
+            if isinstance(value, (int, float)):
+                self.log(f"dev/{key}", float(value), prog_bar=key == main)
         if self.upstream.frozen and self.upstream.aggregator.protocol != "last":
             for layer, w in self.upstream.layer_weights().items():
                 self.log(f"layer_weight/{layer}", w)

@@ -97,10 +97,16 @@ def read_lhotse_cuts(path: Path, *, check_audio: bool = True) -> list[ManifestEn
         if check_audio and not audio.is_file():
             missing.append(f"{path}: cut {cut.id}: {audio}")
         fields: dict[str, Any] = {"id": cut.id, "duration": cut.duration, "offset": cut.start}
-        for sup in cut.supervisions[:1]:
+        for sup in cut.supervisions[:1]:  # one-utterance cuts: the supervision's fields are the entry's
             if sup.text is not None:
                 fields["text"] = sup.text
+            if sup.speaker is not None:
+                fields["speaker"] = sup.speaker
+            if sup.language is not None:
+                fields["language"] = sup.language
             fields.update(sup.custom or {})
+        # every supervision (speaker turns of a session), times relative to the cut's start
+        fields["supervisions"] = [_supervision_fields(sup) for sup in cut.supervisions]
         fields.update(cut.custom or {})
         entries.append(ManifestEntry(audio, n, cut.duration, cut.start, cut.id, fields))
     if missing:
@@ -110,6 +116,54 @@ def read_lhotse_cuts(path: Path, *, check_audio: bool = True) -> list[ManifestEn
     if not entries:
         raise ManifestError(f"{path}: manifest has no cuts")
     return entries
+
+
+def _supervision_fields(sup) -> dict[str, Any]:
+    out = {"id": sup.id, "start": float(sup.start), "duration": float(sup.duration)}
+    for key in ("speaker", "text", "language"):
+        if getattr(sup, key) is not None:
+            out[key] = getattr(sup, key)
+    return out
+
+
+def nemo_to_cuts(path: str | Path):
+    """A NeMo JSONL manifest as a lhotse ``CutSet``: one recording per audio file, one cut per line
+    (its ``offset``/``duration`` span), one supervision carrying ``text``/``speaker``/``lang`` and the
+    other fields as ``custom``. Ids are the entries' ids (``nestbench.data.default_id`` otherwise)."""
+    from lhotse import CutSet, Recording, SupervisionSegment
+    from lhotse.cut import MonoCut
+
+    from .data import default_id
+
+    path = Path(path)
+    recordings: dict[Path, Recording] = {}
+    cuts = []
+    for e in read_manifest(path):
+        if e.audio_filepath not in recordings:
+            rec_id = default_id(e.audio_filepath, path.parent, 0.0, None)
+            recordings[e.audio_filepath] = Recording.from_file(e.audio_filepath, recording_id=rec_id)
+        rec = recordings[e.audio_filepath]
+        duration = e.duration if e.duration is not None else rec.duration - e.offset
+        cut_id = e.utt_id or default_id(e.audio_filepath, path.parent, e.offset, e.duration)
+        known = {"audio_filepath", "duration", "offset", "id", "utt_id", "text", "speaker", "lang", "language"}
+        custom = {k: v for k, v in e.fields.items() if k not in known} or None
+        sup = SupervisionSegment(
+            id=cut_id,
+            recording_id=rec.id,
+            start=0.0,  # supervisions inside a cut are timed from the cut's start
+            duration=duration,
+            channel=0,
+            text=e.fields.get("text"),
+            speaker=e.fields.get("speaker"),
+            language=e.fields.get("lang", e.fields.get("language")),
+            custom=custom,
+        )
+        cuts.append(MonoCut(id=cut_id, start=e.offset, duration=duration, channel=0, recording=rec, supervisions=[sup]))
+    ids = [c.id for c in cuts]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ManifestError(f"{path}: ids used by more than one entry: {dup[:10]}")
+    return CutSet.from_cuts(cuts)
 
 
 def resolve_audio_path(value: str, manifest: Path) -> Path:

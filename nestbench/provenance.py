@@ -27,15 +27,19 @@ PACKAGES = (
 
 
 def git_state(path: str | Path = ".") -> dict:
-    """Commit of the checkout holding ``path`` and whether it has uncommitted changes."""
+    """Commit of the checkout holding ``path``, whether it has uncommitted changes, and how many
+    files git neither tracks nor ignores: a new source file changes the code as much as an edit."""
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, check=True).stdout
 
     try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        commit = git("rev-parse", "HEAD").strip()
+        changes = git("status", "--porcelain", "--untracked-files=all").splitlines()
     except (subprocess.CalledProcessError, FileNotFoundError, NotADirectoryError):
-        return {"commit": None, "dirty": None}
+        return {"commit": None, "dirty": None, "untracked": None}
+    untracked = sum(line.startswith("?? ") for line in changes)
+    return {"commit": commit, "dirty": bool(changes), "untracked": untracked}
 
 
 def package_versions(names=PACKAGES) -> dict[str, str]:
@@ -64,3 +68,22 @@ def device_info(accelerator: str = "cpu") -> dict:
         info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_count"] = torch.cuda.device_count()
     return info
+
+
+def portable_path(value: str | Path | None, cwd: Path | None = None) -> str | None:
+    """A path as a results record may carry it: relative to the working directory when under it,
+    ``<cache>/…`` when under nestbench's cache, else the plain name; hub ids and relative paths stay."""
+    if value is None:
+        return None
+    path = Path(str(value)).expanduser()
+    if not path.is_absolute():
+        return str(value)
+    from .checkpoint import default_cache_dir
+
+    for root, label in ((Path(cwd or Path.cwd()), None), (Path(default_cache_dir()), "<cache>")):
+        try:
+            rel = path.resolve().relative_to(root.resolve()).as_posix()
+        except (ValueError, OSError):
+            continue
+        return rel if label is None else f"{label}/{rel}"
+    return path.name

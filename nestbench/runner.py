@@ -22,21 +22,15 @@ from pathlib import Path
 
 import torch
 
-from .data import (
-    AudioTargetDataset,
-    BucketBatchSampler,
-    CachedFeatureDataset,
-    cache_utterances,
-    data_fingerprint,
-    make_collate,
-    make_feature_collate,
-    read_entries,
-)
+from .data import cache_utterances, data_fingerprint, read_entries
+from .evaluation import eval_loader, evaluate_sets, train_loader
 from .experiment import Experiment
-from .provenance import config_hash, device_info, git_state, package_versions
+from .provenance import config_hash, device_info, git_state, package_versions, portable_path
 from .results import ResultsStore
-from .rundir import find_resumable, new_run_dir
+from .rundir import find_resumable, new_run_dir, relative_to_runs
 from .spec import LoadedSpec
+from .task import DataSplits, headline
+from .threads import torch_threads as cpu_threads
 from .tracking import log_final, make_loggers, wandb_mode
 from .upstream import build_cached_upstream, build_upstream
 
@@ -84,7 +78,7 @@ def run_experiment(
     previous = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the ranks Lightning launches
     try:
-        with _cpu_threads(exp.trainer.cpu_threads), _log_to_file(run_dir / log_name):
+        with cpu_threads(exp.trainer.cpu_threads), _log_to_file(run_dir / log_name):
             return _run_in(spec, exp, runs, run_dir, wandb, progress, started, list(callbacks), record_extra or {})
     finally:
         if previous is None:
@@ -120,24 +114,30 @@ def _run_in(
 
     _one_lightning_log_stream()
     pl.seed_everything(exp.seed, workers=True)
-    splits, entries = _data(exp, runs)
-    train_entries, dev_entries, test_entries = entries["train"], entries["dev"], entries["test"]
-    exp.task.setup(train_entries, run_dir)
+    splits, entries = load_data(exp, runs)
+    exp.task.setup(entries["train"], run_dir)
 
     # 4. model: upstream (NEST + layer aggregation) and the task's head. A frozen encoder runs once,
-    #    into the feature cache, and every split then reads its layers from there (feature_cache.py)
+    #    into the feature cache, and every set then reads its layers from there (feature_cache.py)
     feature_files, cache_stats = None, None
     if exp.encoder.uses_feature_cache:
-        upstream, feature_files, cache_stats = _cached_upstream(exp, entries, progress)
+        upstream, feature_files, cache_stats = cached_upstream(exp, entries, progress)
     else:
         upstream = build_upstream(exp.encoder)
-    head = exp.task.build_head(upstream.feature_dim)
-    loaders = _loaders(exp, upstream, entries, feature_files)
+    head = exp.task.build_head(upstream.view)
     from .lit import TaskModule
 
     module = TaskModule(
-        upstream, exp.task, head, exp.optimizer, {e["id"]: exp.task.reference(e) for e in dev_entries}, seed=exp.seed
+        upstream,
+        exp.task,
+        head,
+        exp.optimizer,
+        lambda: exp.task.evaluator(splits.dev, entries["dev"]),
+        seed=exp.seed,
     )
+    train = train_loader(exp, upstream, entries["train"], feature_files)
+    # dev during training: each DDP rank scores a shard and the evaluators merge (lit.py)
+    dev = eval_loader(exp, upstream, entries["dev"], feature_files, shard=True)
 
     # 5. train with Lightning (checkpoints at validation: best by the dev headline metric + last)
     mode = wandb_mode(exp.tracking, wandb)
@@ -153,27 +153,28 @@ def _run_in(
     )
     trainer, best_cb = _trainer(exp, run_dir, loggers, progress, callbacks)
     last = run_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(module, loaders["train"], loaders["dev"], ckpt_path=str(last) if last.exists() else None)
+    trainer.fit(module, train, dev, ckpt_path=str(last) if last.exists() else None)
     if trainer.global_rank != 0:  # DDP: the other ranks only train; rank 0 evaluates and records
         return RunResult(run_dir, {}, {})
 
-    # 6. evaluate the best checkpoint on dev and test; write predictions in the task's format
+    # 6. evaluate the best checkpoint on dev and every test set, under the training precision;
+    #    predictions in the field's native format under predictions/<set>/
     best = best_cb.best_model_path or str(last)
     module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     module.to(trainer.strategy.root_device)
-    metrics, table = {}, None
-    for split, loader, entries in (("dev", loaders["dev"], dev_entries), ("test", loaders["test"], test_entries)):
-        preds = predict(module, loader)
-        refs = {e["id"]: exp.task.reference(e) for e in entries}
-        metrics[split] = exp.task.score(preds, refs)
-        exp.task.write_predictions(preds, run_dir / "predictions" / split)
-        if split == "test":
-            table = (["id", "reference", "prediction"], [[k, str(refs[k]), str(v)] for k, v in sorted(preds.items())])
+    metrics, table = evaluate_sets(
+        module, trainer.precision_plugin, splits.eval_sets, entries, exp, upstream, feature_files,
+        run_dir / "predictions", progress=progress,
+    )  # fmt: skip
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     # 7. provenance record in the results store
     record = {
-        **_record(spec, exp, run_dir, metrics, splits, upstream, trainer, started, best),
+        **_record(spec, exp, runs, run_dir, metrics, splits, upstream, started),
+        "best_checkpoint": relative_to_runs(best, runs),
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "device": _device(exp, trainer),
         "feature_cache": cache_stats.as_record() if cache_stats is not None else None,
         **record_extra,
     }
@@ -191,9 +192,9 @@ def prepare_experiment(spec: LoadedSpec, *, runs_dir: str | Path | None = None, 
     exp: Experiment = spec.experiment
     preflight(exp)
     runs = default_runs_dir(runs_dir)
-    with _cpu_threads(exp.trainer.cpu_threads):
-        _, entries = _data(exp, runs)
-        stats = _cached_upstream(exp, entries, progress)[2] if exp.encoder.uses_feature_cache else None
+    with cpu_threads(exp.trainer.cpu_threads):
+        _, entries = load_data(exp, runs)
+        stats = cached_upstream(exp, entries, progress)[2] if exp.encoder.uses_feature_cache else None
     return {
         "experiment": exp.name,
         "utterances": {split: len(es) for split, es in entries.items()},
@@ -201,41 +202,32 @@ def prepare_experiment(spec: LoadedSpec, *, runs_dir: str | Path | None = None, 
     }
 
 
-@contextlib.contextmanager
-def _cpu_threads(threads: int | None):
-    """``TrainerSetup.cpu_threads`` for the duration of a run; the caller's setting comes back after."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _data(exp: Experiment, runs: Path):
+def load_data(exp: Experiment, runs: Path) -> tuple[DataSplits, dict[str, list[dict]]]:
+    """The prepared splits (plus the spec's ``Experiment.extra_tests``) and every set's entries by name."""
     splits = exp.task.prepare_data(exp.data, runs / "_data")
-    entries = {
-        "train": [e for m in splits.train for e in read_entries(m)],
-        "dev": read_entries(splits.dev),
-        "test": read_entries(splits.test),
-    }
+    extra = exp.extra_eval_sets()
+    if extra:
+        splits = DataSplits(splits.train, splits.dev, (*splits.tests, *extra))
+    entries = {"train": [e for m in splits.train for e in read_entries(m)]}
+    for s in splits.eval_sets:
+        entries[s.name] = read_entries(s.manifest)
     return splits, entries
 
 
-def _cached_upstream(exp: Experiment, entries: dict[str, list[dict]], progress: bool):
-    """The frozen upstream over cached layers (computing the missing ones), each split's feature files
-    and the cache's hit/miss counts."""
-    todo = {split: cache_utterances(es) for split, es in entries.items()}
+def cached_upstream(exp: Experiment, entries: dict[str, list[dict]], progress: bool):
+    """The frozen upstream over cached layers (computing the missing ones), the feature file of every
+    entry (by entry id, across sets) and the cache's hit/miss counts."""
+    everything = [e for es in entries.values() for e in es]
+    todo = cache_utterances(everything)
     upstream, cache, stats = build_cached_upstream(
         exp.encoder,
-        [item for items in todo.values() for item in items],
+        todo,
         seed=exp.seed,
         device=_fill_device(exp.trainer.accelerator),
-        batch_size=max(8, exp.trainer.batch_size),
+        batch_size=max(8, exp.trainer.batch_size or 8),
         progress=progress,
     )
-    files = {split: [cache.file(u.utt_id) for _, u in items] for split, items in todo.items()}
+    files = {e["id"]: cache.file(u.utt_id) for e, (_, u) in zip(everything, todo, strict=True)}
     return upstream, files, stats
 
 
@@ -272,19 +264,6 @@ def _looks_like_hub_id(source: str) -> bool:
     return is_hub_id(str(source))
 
 
-@torch.inference_mode()
-def predict(module, loader) -> dict:
-    module.eval()
-    device = next(module.parameters()).device
-    out = {}
-    for batch in loader:
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        feats, lengths = module.features(batch)
-        for utt, pred in zip(batch["ids"], module.task.decode(module.head, feats, lengths), strict=True):
-            out[utt] = pred
-    return out
-
-
 def _run_dir(runs: Path, name: str, resume) -> Path:
     if resume in (None, False):
         return new_run_dir(runs, name)
@@ -299,35 +278,6 @@ def _run_dir(runs: Path, name: str, resume) -> Path:
     return path
 
 
-def _loaders(exp: Experiment, upstream, entries: dict[str, list[dict]], feature_files: dict | None) -> dict:
-    """Audio batches, or cached-layer batches when ``feature_files`` (split -> one file per entry) is given;
-    the same sampler either way, so the batch order does not depend on where features come from."""
-    from torch.utils.data import DataLoader
-
-    t = exp.trainer
-    collate = make_collate(exp.task) if feature_files is None else make_feature_collate(exp.task)
-    loaders = {}
-    for split, shuffle in (("train", True), ("dev", False), ("test", False)):
-        items = entries[split]
-        if feature_files is None:
-            enc = upstream.encoder
-            ds = AudioTargetDataset(items, exp.task, enc.sample_rate, enc.min_samples)
-        else:
-            ds = CachedFeatureDataset(items, exp.task, feature_files[split])
-        sampler = BucketBatchSampler(
-            [e["duration"] for e in items],
-            t.batch_size,
-            shuffle=shuffle,
-            seed=exp.seed,
-            # training batches are split between DDP ranks (read from the process group once it runs);
-            # every rank scores all of dev, so corpus-level metrics need no gathering
-            rank=None if shuffle else 0,
-            world_size=None if shuffle else 1,
-        )
-        loaders[split] = DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=t.num_workers)
-    return loaders
-
-
 def _fill_device(accelerator: str) -> str:
     """Where the feature cache is filled: the GPU the run trains on, if any (its own under DDP)."""
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
@@ -340,12 +290,12 @@ def _trainer(exp: Experiment, run_dir: Path, loggers, progress: bool, callbacks:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     t = exp.trainer
-    metric = exp.task.metrics[0]
+    metric = headline(exp.task)
     best_cb = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
-        monitor=f"dev/{metric}",
-        mode="max" if exp.task.direction(metric) == "max" else "min",
+        monitor=f"dev/{metric.name}",
+        mode=metric.direction,
         save_top_k=1,
         save_last=True,
         enable_version_counter=False,
@@ -375,21 +325,23 @@ def _trainer(exp: Experiment, run_dir: Path, loggers, progress: bool, callbacks:
     return trainer, best_cb
 
 
-def _record(spec: LoadedSpec, exp: Experiment, run_dir: Path, metrics: dict, splits, upstream, trainer, started, best):
+def _record(spec: LoadedSpec, exp: Experiment, runs: Path, run_dir: Path, metrics: dict, splits, upstream, started):
+    """Provenance and metrics of one result; every path in it is relative to the runs folder."""
     root = Path(__file__).resolve().parents[1]  # the nestbench checkout that ran (its commit is the code)
     return {
         "experiment": exp.name,
         "run_id": run_dir.name,
-        "run_dir": str(run_dir),
-        "spec": str(spec.path),
+        "run_dir": relative_to_runs(run_dir, runs),
+        "spec": portable_path(spec.path),
         "overrides": list(spec.overrides),
         "config_hash": config_hash(spec.operative_config),
         "task": exp.task.name,
-        "convention": exp.task.convention,
+        "convention": exp.task.convention(exp.data),
         "board": exp.board,
         "metrics": metrics,
+        "sets": {s.name: {"manifest": s.manifest.name, **s.info} for s in splits.eval_sets},
         "encoder": {
-            "checkpoint": exp.encoder.checkpoint,
+            "checkpoint": portable_path(exp.encoder.checkpoint),
             "sha256": upstream.info.checkpoint_sha256,
             "mode": exp.encoder.mode,
             "aggregation": exp.encoder.aggregation if exp.encoder.mode == "frozen" else None,
@@ -400,18 +352,18 @@ def _record(spec: LoadedSpec, exp: Experiment, run_dir: Path, metrics: dict, spl
         "data_fingerprint": data_fingerprint(splits.all_manifests()),
         "git": git_state(root),
         "packages": package_versions(),
-        "device": {
-            **device_info(exp.trainer.accelerator),
-            "accelerator": str(trainer.accelerator.__class__.__name__),
-            "precision": exp.trainer.precision,
-            "devices": exp.trainer.devices,
-        },
-        "best_checkpoint": best,
-        "epochs": trainer.current_epoch,
-        "steps": trainer.global_step,
         "wall_seconds": round(time.time() - started, 2),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "optimizer": asdict(exp.optimizer),
+    }
+
+
+def _device(exp: Experiment, trainer) -> dict:
+    return {
+        **device_info(exp.trainer.accelerator),
+        "accelerator": str(trainer.accelerator.__class__.__name__),
+        "precision": exp.trainer.precision,
+        "devices": exp.trainer.devices,
     }
 
 

@@ -12,8 +12,10 @@ import contextlib
 import difflib
 import importlib.util  # noqa: F401  -- gin 0.5.0's `include` needs importlib.util loaded on Python 3.11
 import inspect
+import io
 import logging
 import re
+import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,8 @@ import gin
 
 from . import experiment as exp_module
 from .encoder.tiny import make_tiny_nest
+
+_BINDING = re.compile(r"^([A-Za-z_][\w./-]*)\s*=\s?(.*)$")
 
 
 class SpecError(ValueError):
@@ -83,21 +87,103 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpec:
         raise SpecError(f"{path}: spec file not found")
     registered = _register()
     _tolerant_file_readers()
+    _token_errors_name_their_file()
     gin.clear_config()
     for search in _search_paths(path):
         gin.add_config_file_search_path(str(search))
     try:
         with _quiet_gin():
-            gin.parse_config_files_and_bindings([str(path)], list(overrides), finalize_config=False)
+            gin.parse_config_file(str(path))
+            for n, text in enumerate(overrides, start=1):
+                _parse_override(n, text, registered)
         experiment = gin.get_configurable(exp_module.Experiment)()
+    except SpecError:
+        raise
     except SyntaxError as err:
         where = f"{err.filename or path}:{err.lineno}" if err.lineno else str(err.filename or path)
-        raise SpecError(f"{where}: gin syntax error: {err.msg}\n    {(err.text or '').strip()}") from None
+        raise SpecError(_syntax_message(err, where)) from None
     except (ValueError, TypeError, KeyError, OSError) as err:
         raise SpecError(_explain(err, registered)) from None
     operative = gin.operative_config_str()
     header = f"# spec: {path}\n" + "".join(f"# override: {o}\n" for o in overrides)
     return LoadedSpec(path, experiment, header + operative, tuple(overrides))
+
+
+def _parse_override(n: int, text: str, registered: dict[str, object]) -> None:
+    """Parse one ``--gin`` binding on its own, so that every error names it: gin would parse all of
+    them as one joined string, whose line numbers read like lines of the spec file."""
+    where = f"--gin override #{n} ({text!r})"
+    try:
+        gin.parse_config(text)
+    except (SyntaxError, tokenize.TokenError) as err:
+        err = _as_syntax_error(err, text)
+        line = f", line {err.lineno}" if "\n" in text.strip() else ""
+        raise SpecError(_syntax_message(err, where + line)) from None
+    except (ValueError, TypeError, KeyError, OSError) as err:
+        msg = re.sub(r"\n  In bindings string line \d+\n[^\n]*", "", _explain(err, registered))
+        raise SpecError(f"{where}: {msg}") from None
+
+
+def _syntax_message(err: SyntaxError, where: str) -> str:
+    return f"{where}: gin syntax error: {err.msg}\n    {(err.text or '').strip()}"
+
+
+def _as_syntax_error(err: SyntaxError | tokenize.TokenError, text: str, filename: str | None = None) -> SyntaxError:
+    """gin's parser lets Python's ``TokenError`` out for a bracket or string left open at the end of the
+    text, reporting only the end; as a ``SyntaxError`` it points at the line where the bracket opened."""
+    if isinstance(err, SyntaxError):
+        return err
+    msg, (line, col) = err.args
+    opened = []
+    with contextlib.suppress(tokenize.TokenError):
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type == tokenize.OP and tok.string in "([{":
+                opened.append(tok)
+            elif tok.type == tokenize.OP and tok.string in ")]}" and opened:
+                opened.pop()
+    if opened:
+        msg, (line, col) = f"'{opened[-1].string}' is never closed", opened[-1].start
+    lines = text.splitlines()
+    return SyntaxError(msg, (filename, line, col + 1, lines[line - 1] if 0 < line <= len(lines) else ""))
+
+
+def _token_errors_name_their_file() -> None:
+    """Wrap gin's file readers so that a ``TokenError`` leaves a spec file (or an included one) as a
+    ``SyntaxError`` naming that file and line; the tokenizer itself knows neither."""
+    readers = gin.config._FILE_READERS
+    for i, (reader, exists) in enumerate(readers):
+        if getattr(reader, "_nestbench_names_file", False):
+            continue
+
+        @contextlib.contextmanager
+        def named(path, _reader=reader):
+            with _reader(path) as f:
+                try:
+                    yield f
+                except tokenize.TokenError as err:
+                    with _reader(path) as again:
+                        text = again.read()
+                    text = text.decode("utf-8") if isinstance(text, bytes) else text
+                    raise _as_syntax_error(err, text, str(path)) from None
+
+        named._nestbench_names_file = True
+        readers[i] = (named, exists)
+
+
+def operative_bindings(operative: str) -> dict[str, str]:
+    """``{'OptimizerSetup.lr': '0.001', 'ENCODER': '@make_tiny_nest()', ...}`` from an operative config."""
+    out: dict[str, str] = {}
+    key = None
+    for line in operative.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = _BINDING.match(line)
+        if m and not line[0].isspace():
+            key = m.group(1)
+            out[key] = m.group(2).strip()
+        elif key is not None:
+            out[key] += " " + line.strip()  # continuation of a multi-line value
+    return out
 
 
 def _tolerant_file_readers() -> None:

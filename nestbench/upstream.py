@@ -23,6 +23,7 @@ from .encoder.specaug import SpecAugment
 from .experiment import EncoderSetup
 from .extract import Utterance, parse_layers
 from .feature_cache import CacheStats, FeatureCache, feature_key
+from .task import EncoderView
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,11 @@ class EncoderInfo:
     checkpoint_sha256: str | None
     n_layers: int
     d_model: int
+    frame_shift: float  # seconds per output frame (mel hop x subsampling: 80 ms for NEST)
 
     @classmethod
     def of(cls, encoder: NestEncoder) -> EncoderInfo:
-        return cls(encoder.source, encoder.checkpoint_sha256, encoder.n_layers, encoder.d_model)
+        return cls(encoder.source, encoder.checkpoint_sha256, encoder.n_layers, encoder.d_model, encoder.frame_shift)
 
 
 class Upstream(nn.Module):
@@ -105,6 +107,11 @@ class Upstream(nn.Module):
     @property
     def feature_dim(self) -> int:
         return self.info.d_model
+
+    @property
+    def view(self) -> EncoderView:
+        """What the task's head may know of the encoder."""
+        return EncoderView(self.info.d_model, self.info.n_layers, self.info.frame_shift)
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         """The encoder weights that train (none when frozen or cached): they get ``encoder_lr``."""
@@ -177,7 +184,10 @@ def build_cached_upstream(
         torch.manual_seed(seed)  # fresh (excluded) weights of a partial init are then reproducible
         built = build_encoder(setup, ckpt) if _partial_init(setup, ckpt) else None
         weights_id = ckpt.sha256 if built is None else "weights:" + _weights_sha256(built)
-        cache = FeatureCache(feature_key(weights_id, layer_ids, mel, conformer), setup.cache_dir)
+        device_class = torch.device(device).type
+        precision = "tf32" if device_class == "cuda" and torch.backends.cuda.matmul.allow_tf32 else "float32"
+        key = feature_key(weights_id, layer_ids, mel, conformer, setup.cache_dtype, device_class, precision)
+        cache = FeatureCache(key, setup.cache_dir, setup.cache_dtype)
         meta = {
             "checkpoint": setup.checkpoint,
             "checkpoint_sha256": ckpt.sha256,
@@ -187,8 +197,10 @@ def build_cached_upstream(
             "layers": layer_ids,
             "mel": asdict(mel),
             "conformer": asdict(conformer),
-            "dtype": "float32",
-            "array": "<fp[:2]>/<fp>.npy: float32 [n_layers, T, D], valid frames only",
+            "dtype": setup.cache_dtype,
+            "device_class": device_class,
+            "precision": precision,
+            "array": f"<fp[:2]>/<fp>.npy: {setup.cache_dtype} [n_layers, T, D], valid frames only",
         }
         stats = cache.fill(
             todo,
@@ -198,8 +210,13 @@ def build_cached_upstream(
             device=device,
             batch_size=batch_size,
             progress=progress,
+            bytes_per_second=len(layer_ids)
+            * conformer.d_model
+            * (2 if setup.cache_dtype == "float16" else 4)
+            / (mel.window_stride * conformer.subsampling_factor),
         )
-    info = EncoderInfo(setup.checkpoint, ckpt.sha256, conformer.n_layers, conformer.d_model)
+    frame_shift = mel.window_stride * conformer.subsampling_factor
+    info = EncoderInfo(setup.checkpoint, ckpt.sha256, conformer.n_layers, conformer.d_model, frame_shift)
     return Upstream(None, setup, info), cache, stats
 
 

@@ -1,14 +1,26 @@
 """Task adapters: one file per task family, listed here explicitly (never found by import side effects).
 
 A new task is one file in this folder (implementing ``nestbench.task.Task``), one line in ``TASKS``
-(and its data sources in ``DATA_SOURCES``), and one spec in ``experiments/``.
+(and its data sources in ``DATA_SOURCES``), its scorer in ``SCORE_VERBS`` (``nestbench score <name>``),
+any downloadable corpus in ``DOWNLOAD_VERBS`` (``nestbench download <name>``), and one spec in
+``experiments/``.
 """
 
 from nestbench.data import ManifestData
 
+from . import slu, speaker_verification
 from .slu import MiniSlurpData, SlurpData, SluTask
+from .speaker_verification import SpeakerVerificationTask, SvMiniData, VoxCelebData
 
-TASKS = {"slu": SluTask}
-DATA_SOURCES = {"manifests": ManifestData, "slurp": SlurpData, "mini_slurp": MiniSlurpData}
+TASKS = {"slu": SluTask, "sv": SpeakerVerificationTask}
+DATA_SOURCES = {
+    "manifests": ManifestData,
+    "slurp": SlurpData,
+    "mini_slurp": MiniSlurpData,
+    "sv_mini": SvMiniData,
+    "voxceleb": VoxCelebData,
+}
+SCORE_VERBS = {v.name: v for v in (slu.SCORE, speaker_verification.SCORE)}
+DOWNLOAD_VERBS = {v.name: v for v in (slu.DOWNLOAD,)}
 
-__all__ = ["DATA_SOURCES", "TASKS"]
+__all__ = ["DATA_SOURCES", "DOWNLOAD_VERBS", "SCORE_VERBS", "TASKS"]

@@ -24,11 +24,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nestbench.commands import Arg, Verb
 from nestbench.metrics.slurp import SlotValue, SluPrediction, score_slurp, write_predictions
 from nestbench.modules.beam_search import beam_search
 from nestbench.modules.text_decoder import TransformerTextDecoder, sequence_loss, teacher_forcing_batch
 from nestbench.recipes.slurp import prepare_slurp
-from nestbench.task import DataSplits
+from nestbench.task import DataSplits, EncoderView, EvalSet, Example, KeyedOutputs, Metric, Stage, whole
 from nestbench.text.tokenizer import SentencePieceTokenizer
 
 INTENT_SEP, SLOT_SEP, FILLER_SEP = " ; ", " ; ", " : "
@@ -105,11 +106,11 @@ class MiniSlurpData:
 
 
 def _splits(manifests: dict[str, Path], train: Sequence[str], out: Path) -> DataSplits:
+    """SLURP devel selects checkpoints (``dev``), SLURP test is the test set (``test``)."""
     return DataSplits(
         train=tuple(manifests[s] for s in train),
-        dev=manifests["devel"],
-        test=manifests["test"],
-        gold={"dev": out / "slurp_devel_gold.jsonl", "test": out / "slurp_test_gold.jsonl"},
+        dev=EvalSet("dev", manifests["devel"], {"gold": out / "slurp_devel_gold.jsonl"}),
+        tests=(EvalSet("test", manifests["test"], {"gold": out / "slurp_test_gold.jsonl"}),),
     )
 
 
@@ -167,15 +168,40 @@ class SluHead(nn.Module):
         )
 
 
+# --- the evaluator ------------------------------------------------------------------------------
+class SlurpEvaluator(KeyedOutputs):
+    """Decoded semantics text per recording file, scored by SLURP's official definitions."""
+
+    def __init__(self, references: dict[str, SluPrediction]):
+        super().__init__()
+        self.references = references
+
+    def predictions(self) -> dict[str, SluPrediction]:
+        return {k: text_to_semantics(k, texts[0]) for k, texts in self.by_key().items()}
+
+    def compute(self) -> dict[str, float]:
+        preds = self.predictions()
+        return score_slurp({k: self.references[k] for k in preds}, preds)
+
+    def write(self, stem: Path) -> list[Path]:
+        target = Path(stem).with_suffix(".jsonl")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_predictions(target, [p for _, p in sorted(self.predictions().items())])
+        return [target]
+
+    def table(self) -> tuple[list[str], list[list]]:
+        """(columns, rows) of reference and decoded text, for the W&B predictions table."""
+        rows = [[k, str(self.references[k]), texts[0]] for k, texts in sorted(self.by_key().items())]
+        return ["id", "reference", "prediction"], rows
+
+
 # --- the task -----------------------------------------------------------------------------------
 class SluTask:
     name = "slu"
-    metrics = ("intent_acc", "slu_f1", "scenario_acc", "action_acc", "slu_f1_word", "slu_f1_char")
-    convention = {
-        "scorer": "slurp-official (nestbench.metrics.slurp)",
-        "keyed_by": "recording file",
-        "units": "fraction",
-    }
+    metrics = tuple(
+        Metric(m, "max") for m in ("intent_acc", "slu_f1", "scenario_acc", "action_acc", "slu_f1_word", "slu_f1_char")
+    )
+    dev_loss = True
 
     def __init__(
         self,
@@ -193,19 +219,22 @@ class SluTask:
         self.vocab_size, self.d_model, self.n_layers, self.n_heads = vocab_size, d_model, n_layers, n_heads
         self.ff_dim, self.dropout, self.label_smoothing = ff_dim, dropout, label_smoothing
         self.beam_size, self.length_penalty, self.max_len = beam_size, length_penalty, max_len
-        self.tokenizer: SentencePieceTokenizer | None = None
-
-    def direction(self, metric: str) -> str:
-        return "max"
+        self.tokenizer: SentencePieceTokenizer | None = None  # fitted by setup() on the training targets
 
     # data
     def check_data(self, source) -> list[str]:
         return source.missing()
 
     def prepare_data(self, source, work_dir: Path) -> DataSplits:
-        splits = source.prepare(Path(work_dir))
-        self.convention = {**type(self).convention, "eval_recordings": getattr(source, "eval_recordings", "all")}
-        return splits
+        return source.prepare(Path(work_dir))
+
+    def convention(self, source) -> dict:
+        return {
+            "scorer": "slurp-official (nestbench.metrics.slurp)",
+            "keyed_by": "recording file",
+            "units": "fraction",
+            "eval_recordings": getattr(source, "eval_recordings", "all"),
+        }
 
     def setup(self, train_entries: Sequence[dict], run_dir: Path) -> None:
         """Train (or reload) the SentencePiece model on the training targets; intents are whole symbols."""
@@ -220,23 +249,22 @@ class SluTask:
             )
         self.tokenizer = SentencePieceTokenizer(model)
 
-    def make_target(self, entry: dict) -> list[int]:
-        return self._tok.encode(semantics_to_text(*_entry_semantics(entry)))[: self.max_len - 2]
+    def examples(self, entry: dict, stage: Stage) -> list[Example]:
+        return [whole(entry)]
+
+    def make_target(self, example: Example) -> list[int]:
+        return self._tok.encode(semantics_to_text(*_entry_semantics(example.entry)))[: self.max_len - 2]
 
     def collate_targets(self, targets: Sequence[list[int]]) -> dict[str, torch.Tensor]:
         tok = self._tok
         inputs, outputs = teacher_forcing_batch(targets, tok.bos_id, tok.eos_id, tok.pad_id)
         return {"tokens_in": inputs, "tokens_out": outputs}
 
-    def reference(self, entry: dict) -> SluPrediction:
-        scenario, action, ents = _entry_semantics(entry)
-        return SluPrediction(file=entry["id"], scenario=scenario, action=action, entities=ents)
-
     # model
-    def build_head(self, feature_dim: int) -> nn.Module:
+    def build_head(self, encoder: EncoderView) -> nn.Module:
         tok = self._tok
         return SluHead(
-            feature_dim,
+            encoder.feature_dim,
             tok.vocab_size,
             tok.pad_id,
             self.d_model,
@@ -251,7 +279,7 @@ class SluTask:
         logits = head.decoder(batch["tokens_in"], features, lengths)
         return sequence_loss(logits, batch["tokens_out"], self._tok.pad_id, self.label_smoothing)
 
-    def decode(self, head: SluHead, features, lengths) -> list[str]:
+    def infer(self, head: SluHead, features, lengths) -> list[str]:
         tok = self._tok
         ids = beam_search(
             head.decoder,
@@ -266,18 +294,50 @@ class SluTask:
         return [tok.decode(seq) for seq in ids]
 
     # scoring
-    def score(self, predictions: dict[str, str], references: dict[str, SluPrediction]) -> dict[str, float]:
-        preds = {k: text_to_semantics(k, v) for k, v in predictions.items()}
-        return score_slurp(references, preds)
-
-    def write_predictions(self, predictions: dict[str, str], path: Path) -> Path:
-        target = Path(path).with_suffix(".jsonl")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_predictions(target, [text_to_semantics(k, v) for k, v in sorted(predictions.items())])
-        return target
+    def evaluator(self, eval_set: EvalSet, entries: Sequence[dict]) -> SlurpEvaluator:
+        return SlurpEvaluator({e["id"]: reference(e) for e in entries})
 
     @property
     def _tok(self) -> SentencePieceTokenizer:
         if self.tokenizer is None:
             raise RuntimeError("SluTask.setup() must run before targets are made (it trains the tokenizer)")
         return self.tokenizer
+
+
+def reference(entry: dict) -> SluPrediction:
+    scenario, action, ents = _entry_semantics(entry)
+    return SluPrediction(file=entry["id"], scenario=scenario, action=action, entities=ents)
+
+
+# --- command-line verbs (registered in tasks/__init__.py) -----------------------------------------
+def _score(args) -> dict:
+    from nestbench.metrics.slurp import score_files
+
+    return score_files(args.ref, args.hyp, allow_partial=args.allow_partial)
+
+
+def _download(args) -> str:
+    from nestbench.recipes.slurp import download_slurp
+
+    return f"SLURP is in {download_slurp(args.to, audio=not args.no_audio)}"
+
+
+SCORE = Verb(
+    "slurp",
+    "SLURP intent accuracy and SLU-F1 (official definitions)",
+    (
+        Arg(("--ref",), {"required": True, "help": "gold: SLURP annotation jsonl (e.g. dataset/slurp/test.jsonl)"}),
+        Arg(("--hyp",), {"required": True, "help": "predictions: jsonl of {file, scenario, action, entities}"}),
+        Arg(("--allow-partial",), {"action": "store_true", "help": "score even if some gold files lack a prediction"}),
+    ),
+    _score,
+)
+DOWNLOAD = Verb(
+    "slurp",
+    "SLURP annotations + slurp_real/slurp_synth audio (~6 GB)",
+    (
+        Arg(("--to",), {"default": "data/slurp", "help": "target folder (default: data/slurp)"}),
+        Arg(("--no-audio",), {"action": "store_true", "help": "annotations only"}),
+    ),
+    _download,
+)

@@ -33,3 +33,12 @@ def test_score_slurp_cli_names_a_bad_file(tmp_path, capsys):
     bad.write_text("{not json\n")
     assert main(["score", "slurp", "--ref", str(FIXTURES / "small_gold.jsonl"), "--hyp", str(bad)]) == 2
     assert "pred.jsonl:1" in capsys.readouterr().err
+
+
+def test_score_slurp_cli_refuses_an_empty_hypothesis_even_with_allow_partial(tmp_path, capsys):
+    empty = tmp_path / "pred.jsonl"
+    empty.write_text("")
+    argv = ["score", "slurp", "--ref", str(FIXTURES / "small_gold.jsonl"), "--hyp", str(empty), "--allow-partial"]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "nothing to score" in err and "Traceback" not in err

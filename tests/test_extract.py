@@ -1,7 +1,9 @@
 """`nestbench extract` end to end on the NeMo-made fixture checkpoint and real audio files."""
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +69,51 @@ def test_rerun_skips_finished_and_resumes_interrupted(tmp_path, cache, capsys):
     assert len(_index(out)) == 3
 
 
+def test_a_finished_id_whose_input_changed_is_recomputed(tmp_path, cache, capsys, caplog):
+    audio = FIXTURE / "audio"
+    wav = tmp_path / "b.wav"
+    shutil.copy(audio / "utt_short.wav", wav)
+    manifest = tmp_path / "m.jsonl"
+
+    def extract(**paths) -> dict:
+        manifest.write_text("".join(json.dumps({"id": i, "audio_filepath": str(p)}) + "\n" for i, p in paths.items()))
+        assert _run("--input", manifest, "--output", tmp_path / "out") == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    extract(a=audio / "utt_short.wav", b=wav)
+    summary = extract(a=audio / "utt_mid.wav", b=wav)  # the manifest now points 'a' at other audio
+    assert summary["written"] == 1 and summary["already_done"] == 1
+    assert "a: its input changed since it was extracted; recomputing it" in caplog.text
+    data, sr = sf.read(audio / "utt_long.wav", dtype="float32")
+    sf.write(wav, data, sr)  # 'b' rewritten in place
+    assert extract(a=audio / "utt_mid.wav", b=wav)["written"] == 1
+    index = {r["utt_id"]: r for r in _index(tmp_path / "out")}
+    assert len(_index(tmp_path / "out")) == 2  # the stale lines were replaced, not kept beside the new ones
+    assert index["a"]["made_from"]["path"] == str((audio / "utt_mid.wav").resolve())
+    for utt, source in (("a", "utt_mid"), ("b", "utt_long")):
+        fresh = tmp_path / f"fresh_{utt}"
+        assert _run("--input", audio / f"{source}.wav", "--output", fresh) == 0
+        np.testing.assert_array_equal(np.load(tmp_path / "out" / f"{utt}.npy"), np.load(fresh / f"{source}.npy"))
+
+
+def test_unavailable_device_is_refused_before_the_output_folder(tmp_path, cache, capsys, monkeypatch):
+    import torch
+
+    wav = FIXTURE / "audio" / "utt_short.wav"
+    out = tmp_path / "out"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device, says in (("cuda", "torch finds no cuda device"), ("gpu", "not a torch device")):
+        assert _run("--input", wav, "--output", out, "--device", device) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        assert err.strip().splitlines()[-1].startswith(f"nestbench extract: error: device '{device}'")
+        assert says in err and not out.exists()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert _run("--input", wav, "--output", out, "--device", "cuda:2") == 2
+    assert "this machine has 2 cuda device(s)" in capsys.readouterr().err and not out.exists()
+
+
 def test_folder_input_layer_subsets_and_conversions(tmp_path, cache):
     src = tmp_path / "wavs"
     src.mkdir()
@@ -102,6 +149,16 @@ def test_bad_file_stops_with_its_path_or_is_reported(tmp_path, cache, capsys):
     assert {b["utt_id"] for b in bad} == {"corrupt", "tiny"}
     assert any("shorter than one analysis frame" in b["error"] for b in bad)
     assert (out / "good.npy").exists() and not (out / "corrupt.npy").exists()
+
+
+def test_published_arrays_and_meta_get_the_mode_of_an_ordinary_write(tmp_path, cache):
+    old = os.umask(0o022)
+    try:
+        assert _run("--input", FIXTURE / "audio" / "utt_short.wav", "--output", tmp_path / "out") == 0
+    finally:
+        os.umask(old)
+    for name in ("utt_short.npy", "meta.json"):
+        assert stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) == 0o644, name
 
 
 def test_bfloat16_close_to_float32(tmp_path, cache):

@@ -15,13 +15,14 @@ import soundfile as sf
 import torch
 
 from nestbench.audio import AudioReader
-from nestbench.data import CachedFeatureDataset, cache_utterances, make_feature_collate
+from nestbench.data import ExampleDataset, cache_utterances, make_collate
 from nestbench.encoder import NestEncoder
 from nestbench.encoder.config import ConformerConfig, MelConfig
 from nestbench.encoder.tiny import make_tiny_nest
 from nestbench.experiment import EncoderSetup
 from nestbench.extract import save_npy_atomic
 from nestbench.feature_cache import FeatureCache, feature_key, utterance_fingerprint
+from nestbench.task import whole
 from nestbench.upstream import build_cached_upstream, build_upstream
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "parity" / "tiny"
@@ -31,8 +32,8 @@ NEMO = FIXTURE / "nest_tiny.nemo"
 class _NoTargets:
     """Just enough of a Task for the feature collate."""
 
-    def make_target(self, entry):
-        return entry["id"]
+    def make_target(self, example):
+        return example.id
 
     def collate_targets(self, targets):
         return {}
@@ -69,7 +70,10 @@ def test_key_changes_with_weights_layers_preprocessing_and_dtype_only():
         feature_key("a" * 64, [0, 1, 2, 3], replace(mel, n_fft=400), conf),
         feature_key("a" * 64, [0, 1, 2, 3], replace(mel, normalize="all_features"), conf),
         feature_key("a" * 64, [0, 1, 2, 3], mel, replace(conf, xscaling=False)),
-        feature_key("a" * 64, [0, 1, 2, 3], mel, conf, dtype="bfloat16"),
+        feature_key("a" * 64, [0, 1, 2, 3], mel, conf, dtype="float16"),
+        # TF32 GPU features differ from CPU fp32 ones in the last bits: never mixed in one folder
+        feature_key("a" * 64, [0, 1, 2, 3], mel, conf, device_class="cuda"),
+        feature_key("a" * 64, [0, 1, 2, 3], mel, conf, device_class="cuda", precision="tf32"),
     ]
     assert len({base, *others}) == len(others) + 1
 
@@ -83,7 +87,7 @@ def test_setup_key_follows_checkpoint_and_layers(tmp_path, corpus):
 
     assert key() == key()  # same checkpoint, layers and preprocessing: same folder
     assert key(layers="0,1") != key()
-    other = make_tiny_nest(str(tmp_path / "other.nemo"), d_model=32, n_layers=2, n_heads=2, seed=1)
+    other = make_tiny_nest(str(tmp_path / "other"), d_model=32, n_layers=2, n_heads=2, seed=1)
     assert key(checkpoint=other) != key()
     # a partial init leaves fresh weights: keyed by the weights actually used, stable for a seed
     assert key(init_exclude=("layers.1.",)) == key(init_exclude=("layers.1.",)) != key()
@@ -148,8 +152,9 @@ def test_cached_upstream_matches_the_audio_path(tmp_path, corpus):
     direct = build_upstream(setup).eval()
     direct.aggregator.load_state_dict(cached.aggregator.state_dict())
 
-    ds = CachedFeatureDataset(corpus, _NoTargets(), [cache.file(u.utt_id) for _, u in todo])
-    batch = make_feature_collate(_NoTargets())([ds[i] for i in range(len(ds))])
+    files = {e["id"]: cache.file(u.utt_id) for e, (_, u) in zip(corpus, todo, strict=True)}
+    ds = ExampleDataset([whole(e) for e in corpus], _NoTargets(), feature_files=files)
+    batch = make_collate(_NoTargets())([ds[i] for i in range(len(ds))])
     assert batch["features"].shape[:2] == (3, 3) and batch["feature_lengths"].tolist() == [
         ds[i]["features"].shape[1] for i in range(3)
     ]
@@ -239,3 +244,28 @@ def test_frozen_specaugment_with_cache_is_refused_with_the_fix():
     assert not EncoderSetup(checkpoint="x.nemo", mode="frozen", freq_masks=2, cache_features=False).uses_feature_cache
     assert not EncoderSetup(checkpoint="x.nemo", mode="finetune", freq_masks=2).uses_feature_cache
     assert EncoderSetup(checkpoint="x.nemo", mode="frozen").uses_feature_cache
+
+
+def test_float16_storage_halves_the_cache_and_reads_back_as_float32(tmp_path, corpus):
+    todo = cache_utterances(corpus)
+    _, c32, _ = build_cached_upstream(_setup(tmp_path), todo, progress=False)
+    _, c16, _ = build_cached_upstream(_setup(tmp_path, cache_dtype="float16"), todo, progress=False)
+    assert c16.key != c32.key
+    for _, utt in todo:
+        half, full = c16.load(utt.utt_id), c32.load(utt.utt_id)
+        assert half.dtype == np.float16 and half.nbytes * 2 == full.nbytes
+        assert np.allclose(half.astype(np.float32), full, rtol=1e-3, atol=1e-3)
+    files = {e["id"]: c16.file(u.utt_id) for e, (_, u) in zip(corpus, todo, strict=True)}
+    item = ExampleDataset([whole(corpus[0])], _NoTargets(), feature_files=files)[0]
+    assert item["features"].dtype == torch.float32
+
+
+def test_fill_refuses_when_the_disk_cannot_hold_it(tmp_path, corpus, monkeypatch, caplog):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
+    with pytest.raises(OSError, match=r"needs about .* GB .* only 0.0 GB are free.*cache_dtype = 'float16'"):
+        build_cached_upstream(_setup(tmp_path), cache_utterances(corpus), progress=False)
+    assert not list((tmp_path / "cache").rglob("*.npy"))  # refused before computing anything

@@ -8,6 +8,9 @@ Lookup order for a hub id `owner/name`, cheapest and most offline-friendly first
 3. `hf_hub_download` into that cache, unless `HF_HUB_OFFLINE` is set.
 
 If all fail, the error says which URL to fetch and where to put the file.
+
+A path that ``make_tiny_nest`` names (``<cache_dir>/tiny/tiny_nest_….nemo``) is built there on
+first resolution: specs only name that encoder, so parsing one writes nothing.
 """
 
 from __future__ import annotations
@@ -95,11 +98,22 @@ def fetch_from_hub(repo_id: str, cache_dir: str | Path | None = None) -> Path:
         raise _not_available(repo_id, cache_dir, f"download failed: {type(exc).__name__}: {exc}") from exc
 
 
-def resolve_checkpoint(source: str | Path, cache_dir: str | Path | None = None) -> Path:
-    """Map a `.nemo` file, an unpacked `.nemo` folder or a hub id `owner/name` to a local path."""
+def _local(source: str | Path) -> Path | None:
+    """The file or folder `source` names, built first if it is a `make_tiny_nest` reference."""
     text = str(source)
     path = Path(source).expanduser()
     if text.strip() and (path.is_file() or path.is_dir()):  # Path("") is ".", which must not mean "here"
+        return path
+    from nestbench.encoder.tiny import build_tiny_nest, tiny_nest_args
+
+    return build_tiny_nest(path) if tiny_nest_args(path) is not None else None
+
+
+def resolve_checkpoint(source: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """Map a `.nemo` file, an unpacked `.nemo` folder or a hub id `owner/name` to a local path."""
+    text = str(source)
+    path = _local(source)
+    if path is not None:
         return path
     if isinstance(source, str) and is_hub_id(text):
         return fetch_from_hub(text, cache_dir)
@@ -112,11 +126,13 @@ def resolve_checkpoint(source: str | Path, cache_dir: str | Path | None = None) 
 def checkpoint_status(source: str | Path, cache_dir: str | Path | None = None) -> tuple[Path | None, str | None]:
     """Without touching the network: (local path, None) or (None, what to download and where).
 
+    A `make_tiny_nest` reference is built here, as in `resolve_checkpoint`: it needs no network.
+
     Lets a run report a missing checkpoint together with missing data before any work starts.
     """
     text = str(source)
-    path = Path(source).expanduser()
-    if text.strip() and (path.is_file() or path.is_dir()):
+    path = _local(source)
+    if path is not None:
         return path, None
     if isinstance(source, str) and is_hub_id(text):
         placed = hub_placement(text, cache_dir)

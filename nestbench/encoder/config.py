@@ -9,39 +9,46 @@ refused loudly instead of silently producing different numbers.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger(__name__)
-
-# Keys NeMo configs carry that do not change inference numbers (training-only or bookkeeping).
-_IGNORED_MEL_KEYS = {
+# Keys NeMo configs carry that cannot change inference numbers whatever their value: the class
+# path (checked separately), training-only augmentation and sync settings, buffer sizes and
+# kernel choices that compute the same function. Any other key must be a field of the dataclass
+# below or a ``_DEFAULT_ONLY`` key; an unknown key is refused, as it may be a feature we lack.
+_HARMLESS_MEL_KEYS = {
     "_target_",
-    "use_grads",
-    "rng",
-    "nb_augmentation_prob",
-    "nb_max_freq",
-    "stft_exact_pad",
-    "stft_conv",
-    "max_duration",
-    "use_torchaudio",
+    "use_grads",  # whether gradients flow through the featurizer
+    "rng",  # seed of the narrow-band augmentation, which is off (nb_augmentation_prob)
+    "nb_max_freq",  # likewise
+    "max_duration",  # pre-allocation hint
 }
-_IGNORED_ENCODER_KEYS = {
+_HARMLESS_ENCODER_KEYS = {
     "_target_",
-    "reduction",
-    "reduction_position",
-    "reduction_factor",
-    "global_tokens",
-    "global_tokens_spacing",
-    "global_attn_separate",
-    "pos_emb_max_len",
-    "subsampling_conv_chunking_factor",
-    "att_context_probs",
-    "sync_max_audio_length",
-    "use_pytorch_sdpa",
+    "pos_emb_max_len",  # positional table size, extended on demand
+    "subsampling_conv_chunking_factor",  # memory chunking of the same convolution
+    "att_context_probs",  # training-time sampling of multi-lookahead contexts
+    "sync_max_audio_length",  # DDP bookkeeping
+    "use_pytorch_sdpa",  # attention kernel choice
     "use_pytorch_sdpa_backends",
+}
+
+# Keys for features nestbench does not implement: accepted only with NeMo's value that turns the
+# feature off, because any other value changes the outputs.
+_DEFAULT_ONLY_MEL = {
+    "stft_exact_pad": False,
+    "stft_conv": False,
+    "nb_augmentation_prob": 0.0,
+    "use_torchaudio": False,
+}
+_DEFAULT_ONLY_ENCODER = {
+    "reduction": None,
+    "reduction_position": None,
+    "reduction_factor": 1,
+    "global_tokens": 0,
+    "global_tokens_spacing": 1,
+    "global_attn_separate": False,
 }
 
 
@@ -89,8 +96,6 @@ class MelConfig:
             raise ConfigError(f"preprocessor._target_={target!r}: only AudioToMelSpectrogramPreprocessor is supported")
         if cfg.pop("frame_splicing", 1) != 1:
             raise ConfigError("preprocessor.frame_splicing != 1 is not supported")
-        if cfg.get("use_torchaudio"):
-            raise ConfigError("preprocessor.use_torchaudio=true (FilterbankFeaturesTA) is not supported")
         sr = int(cfg.pop("sample_rate", 16000))
         if "n_window_size" in cfg:
             cfg["window_size"] = cfg.pop("n_window_size") / sr
@@ -99,7 +104,7 @@ class MelConfig:
         if cfg.get("n_fft") is None:
             cfg.pop("n_fft", None)
         cfg["sample_rate"] = sr
-        mel = _build(cls, cfg, _IGNORED_MEL_KEYS, "preprocessor")
+        mel = _build(cls, cfg, _HARMLESS_MEL_KEYS, _DEFAULT_ONLY_MEL, "preprocessor")
         if mel.normalize not in ("per_feature", "all_features", None, "None"):
             raise ConfigError(f"preprocessor.normalize={mel.normalize!r} is not supported")
         if mel.window not in ("hann", "hamming", "blackman", "bartlett", "none", None):
@@ -156,7 +161,7 @@ class ConformerConfig:
                 # Multi-lookahead models list several contexts; the first is the inference default.
                 ctx = ctx[0]
             cfg["att_context_size"] = tuple(int(c) for c in ctx)
-        enc = _build(cls, cfg, _IGNORED_ENCODER_KEYS, "encoder")
+        enc = _build(cls, cfg, _HARMLESS_ENCODER_KEYS, _DEFAULT_ONLY_ENCODER, "encoder")
         checks = {
             "subsampling": (enc.subsampling, ("dw_striding",)),
             "self_attention_model": (enc.self_attention_model, ("rel_pos",)),
@@ -177,10 +182,16 @@ class ConformerConfig:
         return enc
 
 
-def _build(cls, cfg: dict, ignored: set[str], block: str):
+def _build(cls, cfg: dict, harmless: set[str], default_only: dict[str, Any], block: str):
     names = {f.name for f in dataclasses.fields(cls)}
-    known = {k: v for k, v in cfg.items() if k in names}
-    unknown = sorted(set(cfg) - names - ignored)
-    if unknown:
-        log.warning("%s config keys not used by nestbench (no effect at inference): %s", block, unknown)
-    return cls(**known)
+    for key, value in cfg.items():
+        if key in default_only and value != default_only[key]:
+            raise ConfigError(
+                f"{block}.{key}={value!r} is not supported (nestbench implements only {default_only[key]!r})"
+            )
+        if key not in names and key not in harmless and key not in default_only:
+            raise ConfigError(
+                f"{block}.{key}={value!r} is not supported: an unknown key may change the outputs "
+                "(a key known to have no effect at inference belongs in nestbench/encoder/config.py's allow-list)"
+            )
+    return cls(**{k: v for k, v in cfg.items() if k in names})

@@ -3,12 +3,14 @@ and how several runs of one cell become one number.
 
 A record belongs to a table when it satisfies the table's ``match`` (e.g. ``task: asr`` and
 ``convention.dataset: mcv-16.1``) and to a column when it also satisfies the column's ``match``
-(e.g. ``convention.language: de``); the cell value is ``metrics[<table split>][<column metric>]``
+(e.g. ``convention.language: de``); the cell value is ``metrics[<split>][<column metric>]``
 times the column's scale for the record's ``convention.units``. A record that belongs to a table
 but breaks one of its ``requires`` (a normalised WER in the punctuation-and-capitalisation table,
-another collar) is refused with every reason, never placed. Our rows are keyed by encoder
+another collar), or whose value is not a finite number within its units' bounds (89.79 recorded as
+a fraction), is refused with every reason, never placed. Our rows are keyed by encoder
 checkpoint, mode (and frozen aggregation), spec and overrides other than the seed, so the seeds of
-one setup share a row.
+one setup share a row. The split and the ``requires`` are the record's board's where the table
+overrides them for that board (``boards:``), else the table's.
 
 The rule for several runs in one cell, stated on every board: with runs of >= 2 seeds, mean ±
 sample std over seeds (each seed represented by its run with the best dev selection metric); with
@@ -26,9 +28,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .tables import Column, ReferenceRow, Table, checkpoint_name, is_missing, lookup
+from .tables import BOARDS, MISSING, Column, ReferenceRow, Table, checkpoint_name, is_missing, lookup
 
-BOARDS = ("full", "quickstart")
 _SEED_OVERRIDE = re.compile(r"^\s*Experiment\.seed\s*=")
 
 
@@ -158,34 +159,61 @@ def _place_one(run: Run, table: Table) -> Placed | Refusal | str | None:
             " and ".join(f"{m.path} = {m.value!r}" for m in c.match) or "(none)" for c in table.columns
         )
         return f"{run.store}: run {run.label} matches table '{table.id}' but none of its columns ({conditions})"
-    reasons = [why for r in table.requires if (why := r.check(rec))]
+    board = rec.get("board")
+    reasons = [why for r in table.requires_for(board) if (why := r.check(rec))]
     reasons += _row_fields(rec)
     values: dict[str, float] = {}
     for col in columns:
         reasons += [f"column {col.id}: {why}" for r in col.requires if (why := r.check(rec))]
-        value, why = _value(rec, table.split, col)
+        value, why = _value(rec, table.split_for(board), col)
         if why:
             reasons.append(f"column {col.id}: {why}")
         else:
             values[col.id] = value
-    dev = lookup(rec, f"metrics.dev.{table.select_metric}")
-    if not _is_number(dev):
+    dev = _metric(rec, "dev", table.select_metric)
+    if is_missing(dev):
         reasons.append(f"metrics.dev.{table.select_metric} is not recorded: runs are chosen on dev")
+    elif not _is_number(dev):
+        reasons.append(f"metrics.dev.{table.select_metric} is {dev!r}, not a finite number")
+    else:
+        same = [c for c in table.columns if c.metric == table.select_metric]
+        reasons += [why for c in same[:1] if (why := _out_of_bounds(rec, "dev", c))]
     if reasons:
         return Refusal(run.store, run.label, rec["board"], table.id, tuple(dict.fromkeys(reasons)), table.title)
     return Placed(run, values, float(dev))
 
 
 def _value(rec: dict, split: str, col: Column) -> tuple[float, str | None]:
-    raw = lookup(rec, f"metrics.{split}.{col.metric}")
+    path = f"metrics.{split}.{col.metric}"
+    raw = _metric(rec, split, col.metric)
     if not _is_number(raw):
-        return math.nan, f"metrics.{split}.{col.metric} is {'not recorded' if is_missing(raw) else repr(raw)}"
+        return math.nan, f"{path} is {'not recorded' if is_missing(raw) else f'{raw!r}, not a finite number'}"
     units = lookup(rec, "convention.units")
     if is_missing(units):
         return math.nan, f"convention.units is not recorded; this column reads {sorted(col.scale)}"
-    if units not in col.scale:
+    if not isinstance(units, str) or units not in col.scale:
         return math.nan, f"convention.units is {units!r}; this column converts only {sorted(col.scale)} to {col.unit!r}"
-    return float(raw) * col.scale[units], None
+    why = _out_of_bounds(rec, split, col)
+    return (math.nan, why) if why else (float(raw) * col.scale[units], None)
+
+
+def _metric(rec: dict, split: str, metric: str):
+    """``rec["metrics"][split][metric]``, or missing; not a dotted lookup: metric names hold dots (min_dcf_0.01)."""
+    metrics = rec.get("metrics")
+    node = metrics.get(split) if isinstance(metrics, dict) else None
+    return node[metric] if isinstance(node, dict) and metric in node else MISSING
+
+
+def _out_of_bounds(rec: dict, split: str, col: Column) -> str | None:
+    """Why a recorded number cannot be in its units (a percentage recorded as a fraction), or None."""
+    path = f"metrics.{split}.{col.metric}"
+    value, units = _metric(rec, split, col.metric), lookup(rec, "convention.units")
+    if not isinstance(units, str) or units not in col.bounds:
+        return None  # refused for its units already
+    low, high = col.bounds[units]
+    if low <= value <= high:
+        return None
+    return f"{path} is {value!r}, outside [{low:g}, {high:g}] for convention.units {units!r}"
 
 
 def _row_fields(rec: dict) -> list[str]:

@@ -28,7 +28,8 @@ class RefusedResultsError(ValueError):
 
     def __init__(self, refusals: list[Refusal]):
         self.refusals = refusals
-        lines = [f"{len(refusals)} result(s) refused (pass strict=False / --skip-refused to build without them):"]
+        how = "use --skip-refused (strict=False from Python) to build without them"
+        lines = [f"{len(refusals)} result(s) refused ({how}):"]
         super().__init__("\n".join(lines + [f"  - {r}" for r in refusals]))
 
 

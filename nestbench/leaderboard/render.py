@@ -60,7 +60,7 @@ def render_board(
     with_reference = board == "full"
     shown = [t for t in tables if with_reference or rows.get(t.id)]
     for table in shown:
-        lines += _table(table, rows.get(table.id, []), with_reference, plots.get(table.id), link, footnotes)
+        lines += _table(table, board, rows.get(table.id, []), plots.get(table.id), link, footnotes)
     if not with_reference:
         missing = [t.title for t in tables if not rows.get(t.id)]
         if not shown:
@@ -77,12 +77,13 @@ def render_board(
 
 def _table(
     table: Table,
+    board: str,
     ours: list[OurRow],
-    with_reference: bool,
     plot: str | None,
     link: Callable[[Run], str],
     footnotes: list[str],
 ) -> list[str]:
+    with_reference = board == "full"
     select = "higher" if table.select_direction == "max" else "lower"
     sources = ", ".join(f"[{title}]({url})" for title, url in table.sources)
     lines = [f"## {table.title}", ""]
@@ -96,7 +97,7 @@ def _table(
     else:  # the quickstarts bring their own small data: only the scoring is the card table's
         lines += [f"Each run's own quickstart data; {table.metric}, scored as the card table. {table.convention}", ""]
     lines += [
-        f"Our cells: `metrics.{table.split}.<metric>` of the matching records; runs chosen on dev "
+        f"Our cells: `metrics.{table.split_for(board)}.<metric>` of the matching records; runs chosen on dev "
         f"`{table.select_metric}` ({select} is better). Table spec: `leaderboards/reference/{table.path.name}`.",
         "",
         "| Result | Encoder | Setup | Mode | " + " | ".join(c.header for c in table.columns) + " |",

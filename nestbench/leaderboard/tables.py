@@ -14,32 +14,51 @@ wrong number is fixed in one place and re-rendered. Format (one file per table, 
     unit: "%"                         # column defaults: unit, direction (max|min), decimals, scale
     direction: max
     scale: {fraction: 100}            # record convention.units -> multiplier into the table's unit
+    bounds: {fraction: [0, null]}     # optional: where a recorded value may lie, per units (null: open);
+                                      # default UNIT_BOUNDS (a fraction in [0, 1], BLEU in [0, 100], ...)
     convention: how the card scored it, in words
     source: [{title: ..., url: ...}]  # where the reference rows come from
     match: {task: slu}                # which records belong here (dotted paths into a record)
     requires: {convention.eval_recordings: all}   # a mismatch is refused, never placed
     select_on: {metric: intent_acc, direction: max}   # dev metric choosing among runs (default: 1st column)
+    boards:                           # optional, per board (full|quickstart): replaces split and/or requires
+      quickstart: {split: test, requires: {sets.test.trial_list: sv-mini-test}}
     columns:
       - {id: intent_acc, label: Intent acc, metric: intent_acc, match: {}, requires: {}}
     rows:                             # the card's rows
       - {checkpoint: nvidia/ssl_en_nest_large_v1.0, system: ..., mode: finetune, values: {intent_acc: 89.79}}
 
-A requirement is a plain value (equality; booleans only equal booleans), ``{one_of: [...]}``,
+A value outside its units' bounds (a percentage recorded as a fraction) is refused like a convention
+mismatch. A requirement is a plain value (equality; booleans only equal booleans), ``{one_of: [...]}``,
 ``{contains: "..."}`` (substring of a string) or ``{present: true}`` (the key exists, even if null).
+A board override's ``split`` and ``requires`` replace the table's own for that board's records (a
+quickstart names its evaluation sets and trial lists differently); keys it leaves out keep the table's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 DEFAULT_TABLES_DIR = Path(__file__).resolve().parents[2] / "leaderboards" / "reference"
+# Where a recorded value may lie, by its convention.units; a table widens them where its metric can
+# exceed them (WER and DER count insertions and false alarms, so they pass 1.0 on bad systems).
+UNIT_BOUNDS: dict[str, tuple[float, float]] = {
+    "fraction": (0.0, 1.0),
+    "percent": (0.0, 100.0),
+    "bleu": (0.0, 100.0),
+    "count": (0.0, math.inf),
+}
 DIRECTIONS = ("max", "min")
+BOARDS = ("full", "quickstart")
+BOARD_KEYS = ("split", "requires")
 MODES = ("finetune", "frozen")
 _MISSING = object()
+MISSING = _MISSING  # what ``lookup`` returns for an absent path
 
 
 class TableSpecError(ValueError):
@@ -110,6 +129,7 @@ class Column:
     direction: str
     decimals: int
     scale: dict[str, float]  # record convention.units -> multiplier
+    bounds: dict[str, tuple[float, float]]  # record convention.units -> [low, high] of a recorded value
     match: tuple[Requirement, ...]
     requires: tuple[Requirement, ...]
 
@@ -149,9 +169,28 @@ class Table:
     columns: tuple[Column, ...]
     rows: tuple[ReferenceRow, ...]
     path: Path
+    boards: dict[str, BoardOverride] = field(default_factory=dict)  # board -> its split/requires
 
     def column(self, column_id: str) -> Column:
         return next(c for c in self.columns if c.id == column_id)
+
+    def split_for(self, board: str | None) -> str:
+        """The split of ``board``'s records shown in the cells: the board's override, else the table's."""
+        override = self.boards.get(board)
+        return override.split if override and override.split is not None else self.split
+
+    def requires_for(self, board: str | None) -> tuple[Requirement, ...]:
+        """The requirements on ``board``'s records: the board's override, else the table's."""
+        override = self.boards.get(board)
+        return override.requires if override and override.requires is not None else self.requires
+
+
+@dataclass(frozen=True)
+class BoardOverride:
+    """A table's settings for one board; None keeps the table's own."""
+
+    split: str | None
+    requires: tuple[Requirement, ...] | None
 
 
 def checkpoint_name(checkpoint: str) -> str:
@@ -185,6 +224,7 @@ def load_table(path: str | Path) -> Table:
         "direction": spec.choice("direction", DIRECTIONS),
         "decimals": spec.integer("decimals", 2),
         "scale": spec.scale("scale"),
+        "bounds": spec.bounds("bounds", UNIT_BOUNDS),
     }
     columns = tuple(_column(spec.sub("columns", i, c), defaults) for i, c in enumerate(spec.seq("columns")))
     if not columns:
@@ -214,10 +254,35 @@ def load_table(path: str | Path) -> Table:
         columns=columns,
         rows=rows,
         path=path,
+        boards=_boards(spec),
     )
 
 
+def _boards(spec: _Spec) -> dict[str, BoardOverride]:
+    out = {}
+    for board, data in sorted(spec.mapping("boards").items(), key=lambda kv: str(kv[0])):
+        if board not in BOARDS:
+            raise TableSpecError(f"{spec.where}: boards.{board}: unknown board; boards are {BOARDS}")
+        where = f"{spec.where}: boards.{board}"
+        if not isinstance(data, dict):
+            raise TableSpecError(f"{where}: expected a mapping, got {data!r}")
+        unknown = sorted(map(str, set(data) - set(BOARD_KEYS)))
+        if unknown:
+            raise TableSpecError(f"{where}: unknown keys {unknown}; a board may set {list(BOARD_KEYS)}")
+        sub = _Spec(spec.path, data, where)
+        out[board] = BoardOverride(
+            split=sub.text("split") if "split" in data else None,
+            requires=sub.requirements("requires") if "requires" in data else None,
+        )
+    return out
+
+
 def _column(spec: _Spec, defaults: dict) -> Column:
+    scale = spec.scale("scale", defaults["scale"])
+    bounds = spec.bounds("bounds", defaults["bounds"])
+    unbounded = sorted(set(scale) - set(bounds))
+    if unbounded:
+        raise TableSpecError(f"{spec.where}: bounds: units {unbounded} have no bounds; add them to bounds")
     return Column(
         id=spec.text("id"),
         label=spec.text("label"),
@@ -225,7 +290,8 @@ def _column(spec: _Spec, defaults: dict) -> Column:
         unit=spec.text("unit", defaults["unit"], allow_empty=True),
         direction=spec.choice("direction", DIRECTIONS, defaults["direction"]),
         decimals=spec.integer("decimals", defaults["decimals"]),
-        scale=spec.scale("scale", defaults["scale"]),
+        scale=scale,
+        bounds=bounds,
         match=spec.requirements("match"),
         requires=spec.requirements("requires"),
     )
@@ -315,6 +381,20 @@ class _Spec:
             if isinstance(factor, bool) or not isinstance(factor, (int, float)):
                 raise TableSpecError(f"{self.where}: {key}.{units}: {factor!r} is not a number")
         return {str(k): float(v) for k, v in value.items()}
+
+    def bounds(self, key: str, default: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        """``default`` updated with ``{units: [low, high]}``; ``null`` leaves that side open."""
+        out = dict(default)
+        for units, pair in self.mapping(key).items():
+            numbers = isinstance(pair, list) and len(pair) == 2
+            if not numbers or any(isinstance(v, bool) or not isinstance(v, (int, float, type(None))) for v in pair):
+                raise TableSpecError(f"{self.where}: {key}.{units}: expected [low, high] (null: open), got {pair!r}")
+            low = -math.inf if pair[0] is None else float(pair[0])
+            high = math.inf if pair[1] is None else float(pair[1])
+            if low > high:
+                raise TableSpecError(f"{self.where}: {key}.{units}: {pair!r} is an empty range")
+            out[str(units)] = (low, high)
+        return out
 
     def requirements(self, key: str) -> tuple[Requirement, ...]:
         out = []

@@ -19,7 +19,8 @@ evaluator's own output in ``tests/fixtures/slurp/``):
   with nothing to count (no TP, FP or FN) a score is 0.0, as in the evaluator.
 
 Unlike the evaluator, which silently skips gold files without a prediction, coverage is reported
-and partial coverage is refused unless the caller allows it.
+and partial coverage is refused unless the caller allows it; scoring nothing (no prediction for any
+gold recording) is refused always, since its zeros would read as a result.
 """
 
 from __future__ import annotations
@@ -340,8 +341,13 @@ def _check_coverage(gold: dict[str, SluPrediction], scored: int, missing: list[s
     message = (
         f"predictions cover {scored} of {len(gold)} gold recordings; {len(missing)} have no prediction (e.g. {shown})"
     )
+    if not scored:
+        raise ValueError(f"{message}: nothing to score. Are the predictions empty, or keyed by another file name?")
     if not allow_partial:
-        raise ValueError(f"{message}. Score them all, or pass allow_partial=True to score the covered subset.")
+        raise ValueError(
+            f"{message}. Score them all, or use --allow-partial (allow_partial=True from Python) "
+            "to score the covered subset."
+        )
     log.warning("%s; scoring the covered subset only", message)
 
 

@@ -189,7 +189,8 @@ def _find_annotations(corpus: Path, split: str) -> Path:
             return path
     raise SlurpDataError(
         f"no annotation file for SLURP split {split!r}: looked for {candidates[0]} and {candidates[1]}. "
-        f"Run download_slurp({str(corpus)!r}) or copy dataset/slurp/{split}.jsonl from github.com/pswietojanski/slurp"
+        f"Run `nestbench download slurp --to {corpus}` (download_slurp from Python) or copy "
+        f"dataset/slurp/{split}.jsonl from github.com/pswietojanski/slurp"
     )
 
 
@@ -275,7 +276,8 @@ def _prepare_split(
         if missing == "error":
             raise SlurpDataError(
                 f"{len(absent)} recording(s) listed in {annotations} are not on disk:\n  {shown}\n"
-                f"Unpack the SLURP audio there (download_slurp), or pass missing='skip' to leave them out."
+                f"Unpack the SLURP audio there (`nestbench download slurp --to {corpus}`, download_slurp from "
+                "Python), or leave them out: prepare_slurp(..., missing='skip') from Python."
             )
         log.warning(
             "SLURP %s: skipping %d recording(s) missing from %s, e.g.\n  %s", split, len(absent), audio_dir, shown

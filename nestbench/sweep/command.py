@@ -19,7 +19,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("spec", nargs="?", help="sweep spec, e.g. experiments/quickstart/sweep.gin")
     p.add_argument("--trials", type=int, help="trials the study should reach (complete, pruned or failed), all workers")
-    p.add_argument("--workers", type=int, default=1, help="trials run side by side by this process (default 1)")
+    p.add_argument(
+        "--workers",
+        type=workers,
+        default="auto",
+        help="trials run side by side by this process, splitting the cores; 'auto' (default): one per core, "
+        "up to the trials left",
+    )
     p.add_argument(
         "--storage",
         default=None,
@@ -35,6 +41,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--wandb", choices=["online", "offline", "disabled"], default=None, help="passed to every trial")
     p.set_defaults(func=main)
     return p
+
+
+def workers(value: str) -> int | str:
+    """``--workers``: 'auto' or a positive integer, refused while parsing, before any work."""
+    if value == "auto":
+        return value
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {value!r}")
+    return count
 
 
 def runs_dir(value: str | None) -> Path:

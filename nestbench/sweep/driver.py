@@ -16,7 +16,7 @@ import math
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..fileio import file_lock
@@ -55,7 +55,7 @@ class SweepError(ValueError):
 @dataclass(frozen=True)
 class SweepOptions:
     trials: int
-    workers: int = 1
+    workers: int | str = "auto"  # trials side by side in this process; 'auto': see `auto_workers`
     storage: str | None = None
     study: str | None = None
     runs_dir: Path = Path("runs")
@@ -76,8 +76,10 @@ class SweepOutcome:
 
 def prepare(plan: SweepPlan, options: SweepOptions) -> tuple[str, str]:
     """Everything that can be refused is refused here, before any folder or study exists."""
-    if options.trials < 1 or options.workers < 1:
-        raise SweepError("--trials and --workers must be at least 1")
+    if options.trials < 1:
+        raise SweepError("--trials must be at least 1")
+    if options.workers != "auto" and (not isinstance(options.workers, int) or options.workers < 1):
+        raise SweepError(f"--workers must be 'auto' or a positive integer, not {options.workers!r}")
     if options.heartbeat < 1:
         raise SweepError("--heartbeat must be at least 1 second")
     try:
@@ -102,9 +104,16 @@ def run_sweep(plan: SweepPlan, options: SweepOptions, echo=print) -> SweepOutcom
         n_trials = grid_size(plan.sweep.space)
         echo(f"grid has {n_trials} points: running {n_trials} trials")
     study = _open_study(plan, storage, name, n_trials)
+    workers = options.workers
+    if workers == "auto":
+        workers = auto_workers(n_trials - tally(study.get_trials(deepcopy=False))[0])
+        shown = f"{workers} (auto: {available_cores()} cores)"
+    else:
+        shown = str(workers)
+    options = replace(options, workers=workers)
     echo(
-        f"sweep {name}: {n_trials} trials of {plan.experiment_spec} on {describe(url)}, "
-        f"{options.workers} worker(s); objective {plan.objective} ({plan.direction})"
+        f"sweep {name}: {n_trials} trials of {plan.experiment_spec} on {describe(url)}; "
+        f"workers: {shown}; objective {plan.objective} ({plan.direction})"
     )
     loop = _Workers(plan, options, study, storage, ClaimLock(url, name), runs, folder, n_trials, echo)
     interrupted = loop.run()
@@ -125,6 +134,20 @@ def run_sweep(plan: SweepPlan, options: SweepOptions, echo=print) -> SweepOutcom
         )
     files += write_plots(study, folder)
     return SweepOutcome(name, describe(url), folder, table, best, files, interrupted)
+
+
+def available_cores() -> int:
+    """The cores this process may use: a batch job's CPU set, not the whole machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def auto_workers(trials_left: int) -> int:
+    """One trial per core, no more than the trials left: trials side by side, each on its share of the
+    cores, finish a sweep sooner than one trial on all of them (small heads use one core better than two)."""
+    return max(1, min(available_cores(), trials_left))
 
 
 def _open_study(plan: SweepPlan, storage, name: str, n_trials: int):
@@ -189,8 +212,7 @@ class _Workers:
         self.errors: list[BaseException] = []
         self.processes: dict[int, object] = {}  # trial number -> its process, while it runs
         self.guard = threading.Lock()
-        cores = os.cpu_count() or 1
-        self.threads = max(1, cores // options.workers) if options.workers > 1 else None
+        self.threads = max(1, available_cores() // options.workers) if options.workers > 1 else None
         self.pruner = {"name": plan.sweep.pruner, "startup": plan.sweep.prune_after, "warmup": plan.sweep.warmup_epochs}
 
     # -- the loop ---------------------------------------------------------------------------------

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import sys
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +49,7 @@ def trial_overrides(params: dict, seed: int, study: str) -> list[str]:
 
 def nestbench_argv(*words) -> list[str]:
     """The command line of ``nestbench`` with this interpreter (a trial, or the sweep's prepare step)."""
-    return [sys.executable, "-m", "nestbench.cli", *map(str, words)]
+    return [sys.executable, "-m", "nestbench", *map(str, words)]
 
 
 def build_launch(
@@ -81,17 +81,12 @@ PRELOAD = [
     "lightning.pytorch",
     "optuna",
     "optuna_integration.pytorch_lightning",
-    "nestbench.cli",
     "nestbench.runner",
     "nestbench.lit",
     "nestbench.sweep.trial",
     "tasks",
 ]
 _context = None
-# multiprocessing re-runs the parent's main module in each child under another name; with the parent
-# started as `python -m nestbench.cli`, runpy warns that the (preloaded) module is already imported.
-# The fork server imports this module, so the filter holds in every trial process.
-warnings.filterwarnings("ignore", message="'nestbench.cli' found in sys.modules", category=RuntimeWarning)
 
 
 def _forkserver():
@@ -132,12 +127,12 @@ def _trial_main(args: list[str], env: dict, log: str, sweep_pid: int) -> None:
         import torch
 
         torch.set_num_threads(int(env["OMP_NUM_THREADS"]))  # torch was imported before this was set
-    from nestbench.cli import main
-
-    code = main(args)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    sys.exit(code)
+    sys.argv = ["nestbench", *args]
+    try:
+        runpy.run_module("nestbench", run_name="__main__", alter_sys=True)  # `python -m nestbench ...`; exits
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
 
 
 def _die_with(pid: int) -> None:

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..experiment import Experiment
-from ..spec import SpecError, _register, _search_paths, load_spec
+from ..spec import SpecError, _register, _search_paths, load_spec, operative_bindings
+from ..task import metric as task_metric
+from ..task import metric_names
 from .definition import Sweep, safe_study_name, split_of
 from .space import Categorical, FloatRange, IntRange, Param
 
 SWEEP_CONFIGURABLES = ("Sweep", "FloatRange", "IntRange", "Categorical")
-_KEY = re.compile(r"^([A-Za-z_][\w./-]*)\s*=\s?(.*)$")
 _INCLUDE = re.compile(r"""^\s*include\s+['"]([^'"]+)['"]""", re.MULTILINE)
 
 
@@ -78,7 +79,7 @@ def load_sweep(path: str | Path) -> SweepPlan:
     experiment_spec = _experiment_spec(path, sweep)
     base = load_spec(experiment_spec)  # exactly what a trial parses, before its overrides
     _check_no_stray_bindings(path, experiment_spec, loaded.operative_config, base.operative_config)
-    keys = _bindings(base.operative_config)
+    keys = operative_bindings(base.operative_config)
     for param in sweep.space:
         _check_binding(param, keys, experiment_spec)
     metric, direction = _objective(sweep, base.experiment, path)
@@ -104,22 +105,6 @@ def _experiment_spec(path: Path, sweep: Sweep) -> Path:
     raise SpecError(f"{path}: experiment spec '{target}' not found (looked in {', '.join(map(str, candidates))})")
 
 
-def _bindings(operative: str) -> dict[str, str]:
-    """``{'OptimizerSetup.lr': '0.001', 'ENCODER': '@make_tiny_nest()', ...}`` from an operative config."""
-    out: dict[str, str] = {}
-    key = None
-    for line in operative.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        m = _KEY.match(line)
-        if m and not line[0].isspace():
-            key = m.group(1)
-            out[key] = m.group(2).strip()
-        elif key is not None:
-            out[key] += " " + line.strip()  # continuation of a multi-line value
-    return out
-
-
 def _configurable_of(key: str) -> str:
     return key.rsplit(".", 1)[0].split("/")[-1] if "." in key else ""
 
@@ -128,7 +113,7 @@ def _check_no_stray_bindings(sweep_spec: Path, experiment_spec: Path, swept: str
     def experiment_only(operative: str) -> dict[str, str]:
         return {
             k: v
-            for k, v in _bindings(operative).items()
+            for k, v in operative_bindings(operative).items()
             if _configurable_of(k) not in SWEEP_CONFIGURABLES and k != "Experiment.notes"
         }
 
@@ -173,16 +158,16 @@ def _annotation(binding: str) -> str | None:
 
 def _objective(sweep: Sweep, experiment: Experiment, path: Path) -> tuple[str, str]:
     task = experiment.task
-    headline = task.metrics[0]
-    _, metric = split_of(sweep.objective or f"dev/{headline}")
-    if metric not in task.metrics:
-        hint = difflib.get_close_matches(metric, list(task.metrics), n=1)
+    names = metric_names(task)
+    _, metric = split_of(sweep.objective or f"dev/{names[0]}")
+    if metric not in names:
+        hint = difflib.get_close_matches(metric, names, n=1)
         raise SpecError(
             f"{path}: Sweep.objective '{sweep.objective}': task '{task.name}' reports no metric '{metric}'"
             + (f"; did you mean 'dev/{hint[0]}'?" if hint else "")
-            + f" (it reports {', '.join(task.metrics)})"
+            + f" (it reports {', '.join(names)})"
         )
-    natural = "maximize" if task.direction(metric) == "max" else "minimize"
+    natural = "maximize" if task_metric(task, metric).direction == "max" else "minimize"
     if sweep.direction is not None and sweep.direction != natural:
         better = "higher" if natural == "maximize" else "lower"
         raise SpecError(
@@ -198,7 +183,7 @@ def _prune_on(sweep: Sweep, experiment: Experiment, path: Path, metric: str, dir
         return metric, 1
     _, watched = split_of(sweep.prune_on, "prune_on")
     task = experiment.task
-    known = (*task.metrics, "loss")
+    known = (*metric_names(task), *(("loss",) if task.dev_loss else ()))
     if watched not in known:
         hint = difflib.get_close_matches(watched, list(known), n=1)
         raise SpecError(
@@ -206,7 +191,7 @@ def _prune_on(sweep: Sweep, experiment: Experiment, path: Path, metric: str, dir
             + (f"; did you mean 'dev/{hint[0]}'?" if hint else "")
             + f" (it logs {', '.join(f'dev/{k}' for k in known)})"
         )
-    better = "min" if watched == "loss" else task.direction(watched)
+    better = "min" if watched == "loss" else task_metric(task, watched).direction
     return watched, 1 if (better == "max") == (direction == "maximize") else -1
 
 

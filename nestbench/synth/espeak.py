@@ -45,6 +45,17 @@ _callback: object | None = None  # kept referenced: ctypes would free a collecte
 _chunks: list[bytes] = []  # filled by the callback while _LOCK is held
 
 
+# English voice variants that sound like a person (checked one by one: the robot, echo, whisper, klatt and
+# croak variants are out, and so are those that clip at full scale: iven, antonio, ed, paul, ...).
+HUMAN_LIKE_VARIANTS: tuple[str, ...] = (
+    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "Alex", "Denis", "Diogo", "Gene", "Henrique", "Hugo",
+    "Lee", "Mario", "Michael", "Mike", "Nguyen", "Storm", "adam", "benjamin", "boris", "david", "edward2",
+    "grandpa", "gustave", "ian", "iven2", "iven3", "iven4", "kaukovalta", "marcelo", "max", "michel", "miguel",
+    "mike2", "norbert", "pablo", "pedro", "quincy", "rob", "robert", "sandro", "travis", "victor", "f1", "f2",
+    "f3", "f4", "f5", "Alicia", "Andrea", "Annie", "aunty", "grandma", "linda", "shelby", "steph", "steph2",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Voice:
     """An espeak voice: ``name`` is ``language[+variant]``, ``rate`` in words/min, ``pitch`` in 0-99."""

@@ -126,3 +126,119 @@ def test_the_same_record_in_two_stores_counts_once(stores, tmp_path):
     copy.write_text((FIXTURES / "accepted.jsonl").read_text())
     result = place(read_results([stores / "accepted.jsonl", copy]), load_tables())
     assert len(_row(result, "full", "slurp", "experiments/slurp.gin").runs) == 3
+
+
+def _task_record(task: str, **changes) -> dict:
+    lines = (FIXTURES / "accepted.jsonl").read_text().splitlines()
+    rec = next(r for r in map(json.loads, lines) if r["task"] == task)
+    rec.update(changes)
+    return rec
+
+
+def test_values_outside_their_units_are_refused_naming_run_and_value():
+    good = _record()["metrics"]
+    percent = _record(run_id="pct", metrics={**good, "test": {**good["test"], "intent_acc": 89.79}})
+    nan = _record(run_id="nan", metrics={**good, "test": {**good["test"], "slu_f1": float("nan")}})
+    dev = _record(run_id="dev", metrics={**good, "dev": {**good["dev"], "intent_acc": 88.1}})
+    runs = [Run(r, Path("s.jsonl")) for r in (percent, nan, dev)]
+    result = place(runs, load_tables())
+    assert not result.rows
+    reasons = {r.run: " ".join(r.reasons) for r in result.refusals}
+    assert "metrics.test.intent_acc is 89.79, outside [0, 1] for convention.units 'fraction'" in reasons["slurp/pct"]
+    assert "metrics.test.slu_f1 is nan, not a finite number" in reasons["slurp/nan"]
+    assert "metrics.dev.intent_acc is 88.1, outside [0, 1]" in reasons["slurp/dev"]
+    assert str(result.refusals[0]).startswith("s.jsonl: run slurp/")
+
+
+def test_error_rates_may_pass_one_but_never_go_negative():
+    asr = _task_record("asr")
+    lang = asr["convention"]["language"]
+    bad = _task_record("asr", run_id="worse-than-silence", metrics={"dev": {"wer": 1.3}, "test": {"wer": 1.25}})
+    negative = _task_record("asr", run_id="negative", metrics={"dev": {"wer": 0.1}, "test": {"wer": -0.1}})
+    result = place([Run(bad, Path("s.jsonl")), Run(negative, Path("s.jsonl"))], load_tables())
+    (row,) = result.rows[("full", "asr_mcv")]
+    assert row.cells[lang].value == pytest.approx(125.0)  # insertions: a WER above 100% is a real WER
+    (refusal,) = result.refusals
+    assert "metrics.test.wer is -0.1, outside [0, inf]" in str(refusal)
+
+
+def test_strict_build_refuses_a_value_outside_its_units_and_skip_refused_lists_it(tmp_path):
+    good = _record()["metrics"]
+    store = tmp_path / "results" / "store.jsonl"
+    store.parent.mkdir()
+    store.write_text(json.dumps(_record(run_id="pct", metrics={**good, "test": {**good["test"], "intent_acc": 89.79}})))
+    with pytest.raises(RefusedResultsError, match=r"run slurp/pct .*metrics\.test\.intent_acc is 89\.79") as err:
+        build_leaderboards(store, tmp_path / "out")
+    assert "--skip-refused" in str(err.value) and not (tmp_path / "out").exists()
+    build_leaderboards(store, tmp_path / "out", strict=False)
+    card = (tmp_path / "out" / "nest_card.md").read_text()
+    assert "`slurp/pct`" in card[card.index("## Refused results") :]
+    assert "4502" not in card and "89.79 ±" not in card
+
+
+def _sv_record(run_id: str, board: str, split: str, trial_list: str, **changes) -> dict:
+    """A speaker-verification record: metrics and per-set info keyed by evaluation-set name."""
+    test = {"eer": 0.05, "min_dcf_0.01": 0.31, "min_dcf_0.05": 0.22, "baseline_eer": 0.2}
+    convention = {"units": "fraction", "eer_method": "interpolated ROC crossing", "score_norm": "none"}
+    rec = _record(
+        run_id=run_id,
+        experiment="quickstart_sv" if board == "quickstart" else "sv_voxceleb",
+        task="sv",
+        board=board,
+        convention=convention,
+        metrics={"dev": {"eer": 0.06}, split: test},
+        sets={split: {"manifest": f"{split}.jsonl", "trial_list": trial_list}},
+    )
+    rec.update(changes)
+    return rec
+
+
+def test_sv_quickstart_fills_the_quickstart_board_from_its_test_set():
+    rec = _sv_record("q", "quickstart", "test", "sv-mini-test")
+    result = place([Run(rec, Path("s.jsonl"))], load_tables())
+    assert not result.refusals and not result.unplaced
+    (row,) = result.rows[("quickstart", "speaker_verification")]
+    values = {k: c.value for k, c in row.cells.items()}
+    assert values == pytest.approx({"eer": 5.0, "min_dcf_p0.01": 0.31, "min_dcf_p0.05": 0.22, "baseline_eer": 20.0})
+    assert ("full", "speaker_verification") not in result.rows
+
+
+def test_sv_full_record_fills_the_card_board_from_voxceleb1_o():
+    rec = _sv_record("f", "full", "voxceleb1_o", "voxceleb1-o-cleaned")
+    rec["metrics"]["voxceleb1_e"] = {"eer": 0.5, "min_dcf_0.01": 0.9, "min_dcf_0.05": 0.9, "baseline_eer": 0.5}
+    result = place([Run(rec, Path("s.jsonl"))], load_tables())
+    assert not result.refusals
+    (row,) = result.rows[("full", "speaker_verification")]
+    assert row.cells["eer"].value == pytest.approx(5.0)
+    assert row.cells["min_dcf_p0.01"].value == pytest.approx(0.31)
+    assert row.cells["baseline_eer"].value == pytest.approx(20.0)
+
+
+def test_sv_full_record_on_another_trial_list_is_refused_naming_it():
+    original = _sv_record("orig", "full", "voxceleb1_o", "voxceleb1-o")
+    # a quickstart-shaped record sent to the full board: no voxceleb1_o set at all
+    test_only = _sv_record("testonly", "full", "test", "sv-mini-test")
+    normed = _sv_record("snorm", "full", "voxceleb1_o", "voxceleb1-o-cleaned")
+    normed["convention"]["score_norm"] = "adaptive s-norm, top 300 cohort scores"
+    runs = [Run(r, Path("s.jsonl")) for r in (original, test_only, normed)]
+    result = place(runs, load_tables())
+    assert not result.rows
+    reasons = {r.run: " ".join(r.reasons) for r in result.refusals}
+    wrong_list = "sets.voxceleb1_o.trial_list is 'voxceleb1-o', required: 'voxceleb1-o-cleaned'"
+    assert wrong_list in reasons["sv_voxceleb/orig"]
+    assert "sets.voxceleb1_o.trial_list is not recorded" in reasons["sv_voxceleb/testonly"]
+    assert "metrics.voxceleb1_o.eer is not recorded" in reasons["sv_voxceleb/testonly"]
+    assert (
+        "convention.score_norm is 'adaptive s-norm, top 300 cohort scores', required: 'none'"
+        in reasons["sv_voxceleb/snorm"]
+    )
+    assert "run sv_voxceleb/orig refused from table 'speaker_verification'" in str(
+        next(r for r in result.refusals if r.run == "sv_voxceleb/orig")
+    )
+
+
+def test_sv_quickstart_on_another_trial_list_is_refused():
+    rec = _sv_record("q2", "quickstart", "test", "voxceleb1-o-cleaned")
+    (refusal,) = place([Run(rec, Path("s.jsonl"))], load_tables()).refusals
+    assert refusal.board == "quickstart"
+    assert "sets.test.trial_list is 'voxceleb1-o-cleaned', required: 'sv-mini-test'" in refusal.reasons

@@ -133,3 +133,26 @@ def test_stale_plots_are_removed(tmp_path):
     (tmp_path / "e" / "results").mkdir()
     build_leaderboards(tmp_path / "e" / "results", boards, runs_root=tmp_path / "e")
     assert not (boards / "quickstart_slurp.png").exists()
+
+
+def test_sv_cells_name_each_boards_split(tmp_path):
+    base = json.loads((FIXTURES / "accepted.jsonl").read_text().splitlines()[0])
+    convention = {"units": "fraction", "eer_method": "interpolated ROC crossing", "score_norm": "none"}
+    test = {"eer": 0.125, "min_dcf_0.01": 0.5, "min_dcf_0.05": 0.4, "baseline_eer": 0.25}
+    quick = {
+        **base,
+        "experiment": "quickstart_sv",
+        "task": "sv",
+        "board": "quickstart",
+        "convention": convention,
+        "metrics": {"dev": {"eer": 0.1}, "test": test},
+        "sets": {"test": {"manifest": "test.jsonl", "trial_list": "sv-mini-test"}},
+    }
+    out = _build(tmp_path, "sv", [json.dumps(quick) + "\n"])
+    quickstart = (out / "quickstart.md").read_text()
+    sv = quickstart[quickstart.index("## Speaker verification") :]
+    assert "Our cells: `metrics.test.<metric>`" in sv
+    assert "EER, mean log-mel cosine baseline (%) ↓" in sv
+    assert _line(sv, "| nestbench[^speaker_verification-1]").endswith("| 12.50 | 0.500 | 0.400 | 25.00 |")
+    card = (out / "nest_card.md").read_text()
+    assert "Our cells: `metrics.voxceleb1_o.<metric>`" in card[card.index("## Speaker verification") :]

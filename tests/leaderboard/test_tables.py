@@ -35,7 +35,9 @@ def test_reference_rows_name_their_models():
 
 def test_every_table_states_source_metric_unit_direction_convention():
     for t in load_tables():
-        assert t.metric and t.convention and t.dataset and t.split == "test"
+        assert t.metric and t.convention and t.dataset
+        assert t.split == ("voxceleb1_o" if t.id == "speaker_verification" else "test")
+        assert t.split_for("quickstart") == "test"
         assert all(c.direction in ("max", "min") and c.scale for c in t.columns)
         if t.rows:
             assert t.sources and all(
@@ -96,6 +98,59 @@ rows: [{{checkpoint: x, system: s, mode: finetune, values: {values}}}]
 def test_malformed_tables_are_refused_naming_file_and_field(tmp_path, fields, message):
     spec = {"id": "t", "direction": "max", "values": "{a: 1.0}", **fields}
     path = _write(tmp_path, "t", BASE.format(**spec))
+    with pytest.raises(TableSpecError, match=re.escape(message)) as err:
+        load_table(path)
+    assert str(path) in str(err.value)
+
+
+def test_bounds_default_by_units_and_every_scaled_unit_needs_them(tmp_path):
+    base = BASE.format(id="t", direction="min", values="{a: 1.0}")
+    table = load_table(_write(tmp_path, "t", base))
+    assert table.columns[0].bounds["fraction"] == (0.0, 1.0)
+    wide = load_table(_write(tmp_path, "t", base + "bounds: {fraction: [0, null]}\n"))
+    assert wide.columns[0].bounds["fraction"] == (0.0, float("inf"))
+    odd = _write(tmp_path, "t", base.replace("scale: {fraction: 100}", "scale: {permille: 0.1}"))
+    with pytest.raises(TableSpecError, match=r"units \['permille'\] have no bounds"):
+        load_table(odd)
+    with pytest.raises(TableSpecError, match=r"bounds\.fraction: expected \[low, high\]"):
+        load_table(_write(tmp_path, "t", base + "bounds: {fraction: 1}\n"))
+
+
+def test_sv_table_reads_voxceleb1_o_on_the_card_board_and_test_on_the_quickstart_board():
+    sv = {t.id: t for t in load_tables()}["speaker_verification"]
+    assert (sv.split_for("full"), sv.split_for("quickstart")) == ("voxceleb1_o", "test")
+    full = {r.path: r.value for r in sv.requires_for("full")}
+    quick = {r.path: r.value for r in sv.requires_for("quickstart")}
+    assert full["sets.voxceleb1_o.trial_list"] == "voxceleb1-o-cleaned" and "sets.test.trial_list" not in full
+    assert quick["sets.test.trial_list"] == "sv-mini-test" and "sets.voxceleb1_o.trial_list" not in quick
+    assert full["convention.score_norm"] == quick["convention.score_norm"] == "none"
+    assert [c.metric for c in sv.columns] == ["eer", "min_dcf_0.01", "min_dcf_0.05", "baseline_eer"]
+
+
+def test_board_overrides_replace_split_and_requires_only_for_their_board(tmp_path):
+    base = BASE.format(id="t", direction="min", values="{a: 1.0}")
+    text = base + "requires: {x: 1}\nboards: {quickstart: {split: mini, requires: {y: 2}}, full: {split: big}}\n"
+    table = load_table(_write(tmp_path, "t", text))
+    assert (table.split_for("full"), table.split_for("quickstart")) == ("big", "mini")
+    assert [r.path for r in table.requires_for("full")] == ["x"]  # no requires in the override: the table's
+    assert [r.path for r in table.requires_for("quickstart")] == ["y"]
+    plain = load_table(_write(tmp_path, "t", base + "requires: {x: 1}\n"))
+    assert plain.split_for("quickstart") == "test" and [r.path for r in plain.requires_for("quickstart")] == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("boards", "message"),
+    [
+        ("{paper: {split: test}}", "boards.paper: unknown board"),
+        ("{quickstart: {split: test, match: {a: 1}}}", "boards.quickstart: unknown keys ['match']"),
+        ("{quickstart: test}", "boards.quickstart: expected a mapping"),
+        ("{quickstart: {split: ''}}", "boards.quickstart: split: expected a non-empty string"),
+        ("{quickstart: {requires: {a: {above: 1}}}}", "boards.quickstart: requires.a: use a value"),
+        ("[quickstart]", "boards: expected a mapping"),
+    ],
+)
+def test_malformed_board_overrides_are_refused(tmp_path, boards, message):
+    path = _write(tmp_path, "t", BASE.format(id="t", direction="min", values="{a: 1.0}") + f"boards: {boards}\n")
     with pytest.raises(TableSpecError, match=re.escape(message)) as err:
         load_table(path)
     assert str(path) in str(err.value)

@@ -200,6 +200,22 @@ def test_partial_coverage_is_refused_unless_allowed():
     assert scores["intent_acc"] == 1.0  # over the scored recordings, as the evaluator does
 
 
+def test_partial_refusal_names_the_command_line_flag_too():
+    gold = load_gold(FIXTURES / "small_gold.jsonl")
+    predictions = load_predictions(FIXTURES / "small_predictions.jsonl")
+    del predictions["audio-1.flac"]
+    with pytest.raises(ValueError, match=r"use --allow-partial \(allow_partial=True from Python\)"):
+        score_slurp(gold, predictions)
+
+
+@pytest.mark.parametrize("keyed", ["nothing", "other files"])
+def test_scoring_nothing_is_refused_even_when_partial_is_allowed(keyed):
+    gold = load_gold(FIXTURES / "small_gold.jsonl")
+    predictions = {} if keyed == "nothing" else {"x.flac": SluPrediction("x.flac", "alarm", "set")}
+    with pytest.raises(ValueError, match=r"cover 0 of 5 .*nothing to score"):
+        score_slurp(gold, predictions, allow_partial=True)
+
+
 def test_predictions_for_unknown_files_are_ignored():
     gold = load_gold(FIXTURES / "small_gold.jsonl")
     predictions = dict(gold)

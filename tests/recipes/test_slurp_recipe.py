@@ -124,7 +124,13 @@ def test_missing_audio_names_annotation_file_line_and_path(corpus, tmp_path):
         prepare_slurp(corpus.root, tmp_path / "out", splits=("devel",))
     assert f"{annotations}:{line}: {victim} (looked for {(corpus.audio / victim).resolve()})" in str(err.value)
     assert "missing='skip'" in str(err.value)
+    assert f"nestbench download slurp --to {corpus.root}" in str(err.value)  # what to type, not only Python
     assert not (tmp_path / "out" / "slurp_devel.jsonl").exists()
+
+
+def test_missing_annotations_say_which_command_fetches_them(tmp_path):
+    with pytest.raises(SlurpDataError, match=f"Run `nestbench download slurp --to {tmp_path}`"):
+        prepare_slurp(tmp_path, tmp_path / "out", splits=("devel",))
 
 
 def test_missing_audio_skipped_and_counted(corpus, tmp_path, caplog):

@@ -140,12 +140,22 @@ def test_every_sampler_proposes_inside_the_space(tmp_path, sampler):
         study.tell(got.trial, got.params["OptimizerSetup.lr"])
 
 
-@pytest.mark.parametrize("name", ["median", "hyperband", "none"])
-def test_every_pruner_builds(name):
+@pytest.mark.parametrize(("name", "prunes"), [("median", True), ("hyperband", True), ("none", False)])
+def test_every_pruner_stops_a_worse_trial_after_warmup_only(name, prunes):
     from nestbench.sweep.samplers import make_pruner
 
-    pruner = make_pruner(name, startup=1, warmup_epochs=2)
-    study = optuna.create_study(pruner=pruner)
-    trial = study.ask()
-    trial.report(0.5, step=0)
-    assert trial.should_prune() in (True, False)
+    def verdicts(study, value: float) -> list[bool]:
+        """Report ``value`` (a loss: lower is better) for epochs 0..2, asking the pruner after each."""
+        trial = study.ask()
+        out = []
+        for epoch in range(3):
+            trial.report(value, step=epoch)
+            out.append(bool(trial.should_prune()))
+        study.tell(trial, value)
+        return out
+
+    study = optuna.create_study(pruner=make_pruner(name, startup=1, warmup_epochs=2))
+    for _ in range(2):  # finished trials: the first lets hyperband size its brackets, the second fills rung 0
+        verdicts(study, 0.1)
+    assert verdicts(study, 0.9) == [False, False, prunes]  # never inside the 2 warm-up epochs
+    assert verdicts(study, 0.05) == [False, False, False]  # a better trial goes on

@@ -39,7 +39,8 @@ def test_killed_sweep_resumes_to_exactly_n_trials(nestbench_cmd, sweep_spec, tin
     longer = tmp_path / "longer.gin"  # trials long enough to be killed in the middle of training
     longer.write_text(f"include '{tiny_experiment}'\nTrainerSetup.max_epochs = 40\n")
     spec = sweep_spec(extra="Sweep.pruner = 'none'", experiment=longer)
-    cmd = nestbench_cmd("sweep", spec, "--trials", "3", "--heartbeat", "1", "--wandb", "disabled")
+    # one trial at a time, so that trial #0 has finished when #1 is killed
+    cmd = nestbench_cmd("sweep", spec, "--trials", "3", "--workers", "1", "--heartbeat", "1", "--wandb", "disabled")
     runs = tmp_path / "runs"
     url = f"sqlite:///{runs / 'sweeps' / STUDY / 'study.db'}"
     with open(tmp_path / "first.log", "w") as out:

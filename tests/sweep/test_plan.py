@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_shipped_sweep_spec_plans():
     plan = load_sweep(ROOT / "experiments" / "quickstart" / "sweep.gin")
     assert plan.experiment_spec.parent == (ROOT / "experiments" / "quickstart").resolve()
-    assert plan.objective == f"dev/{plan.experiment.task.metrics[0]}" and plan.direction == "maximize"
+    assert plan.objective == f"dev/{plan.experiment.task.metrics[0].name}" and plan.direction == "maximize"
     assert {p.binding for p in plan.sweep.space} >= {"OptimizerSetup.lr"}
     check_sampler_fits(plan.sweep)
 

@@ -54,7 +54,8 @@ def test_sweep_writes_table_best_gin_plots_and_records(nestbench, sweep_spec, ru
         assert "Experiment.seed = 42" in record["overrides"]
         assert f"TrackingSetup.group = '{STUDY}'" in record["overrides"]  # W&B runs grouped by study
         assert f"OptimizerSetup.lr = {t.params['OptimizerSetup.lr']!r}" in record["overrides"]
-        assert record["run_dir"] == t.user_attrs["run_dir"]
+        assert not Path(record["run_dir"]).is_absolute()  # records travel: relative to the runs folder
+        assert (runs / record["run_dir"]).resolve() == Path(t.user_attrs["run_dir"]).resolve()
 
     # best.gin is runnable as is and reproduces the best trial (its whole dev curve, not only the score)
     best = study.best_trial
@@ -75,7 +76,7 @@ def test_sweep_writes_table_best_gin_plots_and_records(nestbench, sweep_spec, ru
     assert replay.returncode == 0, replay.stderr[-3000:]
     (again,) = ResultsStore(tmp_path / "replay" / "results.jsonl").read()
     assert again["metrics"]["dev"] == records[best.number]["metrics"]["dev"]
-    assert _dev_losses(Path(again["run_dir"])) == _dev_losses(Path(records[best.number]["run_dir"]))
+    assert _dev_losses(tmp_path / "replay" / again["run_dir"]) == _dev_losses(runs / records[best.number]["run_dir"])
 
     status = nestbench("sweep", "--status", STUDY, env=run_env, cwd=tmp_path)
     assert status.returncode == 0, status.stderr
