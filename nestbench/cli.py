@@ -7,13 +7,16 @@ import json
 import logging
 import os
 import sys
+import traceback
+from pathlib import Path
 
 
 def _extract(args: argparse.Namespace) -> int:
     from .encoder import NestEncoder
-    from .extract import extract_features, find_inputs
+    from .extract import check_device, extract_features, find_inputs
 
-    inputs = find_inputs(args.input)  # validate inputs before loading a large model
+    check_device(args.device)  # both before loading a large model
+    inputs = find_inputs(args.input)
     encoder = NestEncoder.from_pretrained(args.model, cache_dir=args.cache_dir)
     report = extract_features(
         encoder,
@@ -127,7 +130,7 @@ def format_metrics(name: str, metrics: dict[str, dict[str, float]]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nestbench", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ex = sub.add_parser("extract", help="write per-layer NEST features to .npy files")
@@ -226,7 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     from .sweep.command import add_parser as add_sweep_parser
 
     add_sweep_parser(sub)
+    _verbose_anywhere(sub)
     return parser
+
+
+def _verbose_anywhere(sub: argparse._SubParsersAction) -> None:
+    """Accept ``-v`` after the subcommand too (``nestbench run spec.gin -v``), where users put it.
+    ``SUPPRESS`` keeps a subcommand from resetting a ``-v`` given before it."""
+    for parser in sub.choices.values():
+        parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        for action in parser._subparsers._group_actions if parser._subparsers else ():
+            _verbose_anywhere(action)
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -236,19 +249,56 @@ def _configure_logging(verbose: bool) -> None:
     logging.getLogger("tasks").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """What a user's input can cause (a bad path, value or file, a missing download, an unusable
+    device): one line, exit code 2. Anything else is a bug in nestbench and keeps its traceback.
+    nestbench's own errors subclass ``ValueError`` (``SpecError``, ``ManifestError``, ``AudioError``,
+    ``VerificationDataError``, ``ConfigError``, ...) or are listed here."""
+    from .checkpoint import CheckpointError
+    from .recipes.slurp import SlurpDownloadError
+    from .runner import PreflightError
+
+    return (ValueError, OSError, CheckpointError, PreflightError, SlurpDownloadError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    from .checkpoint import CheckpointError
-    from .runner import PreflightError
-
+    prefix = f"nestbench {args.command}:"
     try:
         return args.func(args)
-    except (ValueError, OSError, CheckpointError, PreflightError) as err:
-        print(f"nestbench {args.command}: error: {err}", file=sys.stderr)
+    except user_errors() as err:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"{prefix} error: {err}{_where_hint(err, args.verbose)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{prefix} interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print(
+            f"{prefix} internal error: a bug in nestbench, not in your input; please report it with the "
+            "traceback above",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _where_hint(err: BaseException, verbose: bool) -> str:
+    """An error raised by nestbench's own code names what is wrong; one that came out of a library
+    (a bare ``OSError`` from torch, say) may not, so it says how to see where it came from."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    origin = Path(tb.tb_frame.f_code.co_filename).resolve() if tb is not None else None
+    ours = origin is not None and any(origin.is_relative_to(root) for root in _OWN_CODE)
+    return "" if ours or verbose else " (nestbench -v shows where it came from)"
+
+
+_OWN_CODE = (Path(__file__).resolve().parent, Path(__file__).resolve().parents[1] / "tasks")
 
 
 if __name__ == "__main__":

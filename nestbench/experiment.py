@@ -11,6 +11,41 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .task import DataSource, EvalSet, Task
+from .validation import (
+    NON_EMPTY,
+    SEED,
+    BindingError,
+    Rule,
+    at_least,
+    between,
+    check_fields,
+    each,
+    either,
+    equal,
+    greater,
+)
+
+# ``'all'``, ``'last'`` or ``'0,3,-1'`` (0-based, negatives from the end), or a non-empty list of ints;
+# the bounds are checked when the encoder's depth is known
+_LAYERS = Rule(
+    lambda v: (v.strip().lower() in ("all", "last") or _int_list(v)) if isinstance(v, str) else len(v) > 0,
+    "be 'all', 'last', comma-separated layer ids or a non-empty list of ids",
+)
+# Lightning's forms: a count (-1: every device), 'auto', or ids such as '0,1'
+_DEVICES = Rule(
+    lambda v: (v == -1 or v >= 1) if isinstance(v, int) else (v == "auto" or _int_list(v)),
+    "be a count >= 1 (-1: all), 'auto' or device ids such as '0,1'",
+)
+# a fraction of the epoch (float) or a number of batches (int)
+_FRACTION_OR_COUNT = Rule(
+    lambda v: v >= 1 if isinstance(v, int) else 0 < v <= 1,
+    "be a fraction in (0, 1] (float) or a number of batches >= 1 (int)",
+)
+
+
+def _int_list(text: str) -> bool:
+    parts = [p.strip() for p in text.split(",")]
+    return bool(parts) and all(p.lstrip("-").isdigit() for p in parts)
 
 
 @dataclass(frozen=True)
@@ -56,14 +91,24 @@ class EncoderSetup:
     cache_dtype: Literal["float32", "float16"] = "float32"
 
     def __post_init__(self) -> None:
-        if self.cache_dtype not in ("float32", "float16"):
-            raise ValueError(f"EncoderSetup.cache_dtype = {self.cache_dtype!r}: expected 'float32' or 'float16'")
+        check_fields(
+            self,
+            checkpoint=Rule(lambda v: bool(v.strip()), "name a .nemo file, a folder or a hub id"),
+            layers=_LAYERS,
+            layer_temperature=greater(0),
+            freq_masks=at_least(0),
+            freq_width=at_least(0),
+            time_masks=at_least(0),
+            time_width=between(0, 1),
+        )
         if self.uses_feature_cache and (self.freq_masks or self.time_masks):
-            raise ValueError(
+            raise BindingError(
                 f"EncoderSetup: mode='frozen' with cache_features=True computes each utterance's features once, "
                 f"so SpecAugment (freq_masks={self.freq_masks}, time_masks={self.time_masks}) cannot be applied "
                 "to them; set EncoderSetup.cache_features = False (run the encoder every step, with masks) "
-                "or EncoderSetup.freq_masks = 0 and EncoderSetup.time_masks = 0"
+                "or EncoderSetup.freq_masks = 0 and EncoderSetup.time_masks = 0",
+                ("EncoderSetup.mode", "EncoderSetup.cache_features")
+                + tuple(f"EncoderSetup.{k}" for k in ("freq_masks", "time_masks") if getattr(self, k)),
             )
 
     @property
@@ -83,6 +128,26 @@ class OptimizerSetup:
     warmup_steps: int = 500
     min_lr: float = 1e-6
 
+    def __post_init__(self) -> None:
+        check_fields(
+            self,
+            lr=greater(0),
+            encoder_lr=at_least(0),  # 0 keeps a fine-tuned encoder's weights where they are
+            weight_decay=at_least(0),
+            betas=each(between(0, 1, high_open=True)),
+            warmup_steps=at_least(0),
+            min_lr=at_least(0),
+        )
+        # min_lr is the schedule's floor: above a base rate it would raise that rate instead
+        for name in ("lr", "encoder_lr"):
+            base = getattr(self, name)
+            if base and self.min_lr > base:
+                raise BindingError(
+                    f"OptimizerSetup.min_lr = {self.min_lr!r} is above OptimizerSetup.{name} = {base!r}: "
+                    "the schedule's floor must not exceed the rate it decays from",
+                    ("OptimizerSetup.min_lr", f"OptimizerSetup.{name}"),
+                )
+
 
 @dataclass(frozen=True)
 class TrainerSetup:
@@ -97,9 +162,9 @@ class TrainerSetup:
     max_steps: int = -1
     batch_size: int | None = 16
     max_batch_duration: float | None = None
-    accelerator: str = "auto"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int | str = 1
-    precision: str = "32-true"
+    precision: Literal["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"] = "32-true"
     accumulate_grad_batches: int = 1
     gradient_clip_val: float = 1.0
     val_check_interval: float | int = 1.0
@@ -112,14 +177,32 @@ class TrainerSetup:
     # so a replay that must match exactly (a sweep's best.gin) binds it
 
     def __post_init__(self) -> None:
-        if self.cpu_threads is not None and self.cpu_threads < 1:
-            raise ValueError(f"TrainerSetup.cpu_threads = {self.cpu_threads}: must be >= 1 (or None)")
+        check_fields(
+            self,
+            max_epochs=either(at_least(1), equal(-1)),  # -1: until max_steps
+            max_steps=either(at_least(1), equal(-1)),  # -1: until max_epochs
+            batch_size=at_least(1),
+            max_batch_duration=greater(0),
+            devices=_DEVICES,
+            accumulate_grad_batches=at_least(1),
+            gradient_clip_val=at_least(0),  # 0: no clipping
+            val_check_interval=_FRACTION_OR_COUNT,
+            check_val_every_n_epoch=at_least(1),
+            log_every_n_steps=at_least(1),
+            num_workers=at_least(0),
+            limit_train_batches=_FRACTION_OR_COUNT,
+            cpu_threads=at_least(1),
+        )
         if self.batch_size is None and self.max_batch_duration is None:
-            raise ValueError("TrainerSetup: batch_size and max_batch_duration are both None; set at least one")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"TrainerSetup.batch_size = {self.batch_size}: must be >= 1 (or None)")
-        if self.max_batch_duration is not None and not self.max_batch_duration > 0:
-            raise ValueError(f"TrainerSetup.max_batch_duration = {self.max_batch_duration}: must be > 0 seconds")
+            raise BindingError(
+                "TrainerSetup: batch_size and max_batch_duration are both None; set at least one",
+                ("TrainerSetup.batch_size", "TrainerSetup.max_batch_duration"),
+            )
+        if self.max_epochs == -1 and self.max_steps == -1:
+            raise BindingError(
+                "TrainerSetup: max_epochs = -1 and max_steps = -1 would train forever; set one of them",
+                ("TrainerSetup.max_epochs", "TrainerSetup.max_steps"),
+            )
 
 
 @dataclass(frozen=True)
@@ -131,6 +214,9 @@ class TrackingSetup:
     entity: str | None = None
     group: str | None = None
     tags: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        check_fields(self, project=NON_EMPTY)
 
 
 @dataclass(frozen=True)
@@ -148,6 +234,11 @@ class Experiment:
     # further named test sets beside the data source's: name -> manifest, or name -> {'manifest': ...,
     # <reference kind>: path} (e.g. {'trials': 'vox1_h.txt'}); `nestbench evaluate RUN --gin ...` binds them
     extra_tests: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # the name is a folder under runs/: one plain path component
+        name = Rule(lambda v: v.strip() not in ("", ".", "..") and "/" not in v and "\\" not in v, "be a folder name")
+        check_fields(self, name=name, seed=SEED)
 
     def extra_eval_sets(self) -> list[EvalSet]:
         out = []

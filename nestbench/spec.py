@@ -24,6 +24,7 @@ import gin
 
 from . import experiment as exp_module
 from .encoder.tiny import make_tiny_nest
+from .validation import BindingError
 
 _BINDING = re.compile(r"^([A-Za-z_][\w./-]*)\s*=\s?(.*)$")
 
@@ -103,6 +104,8 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpec:
         where = f"{err.filename or path}:{err.lineno}" if err.lineno else str(err.filename or path)
         raise SpecError(_syntax_message(err, where)) from None
     except (ValueError, TypeError, KeyError, OSError) as err:
+        if isinstance(err, ValueError) and _CALL.search(str(err)):  # a configurable refused its values
+            raise SpecError(_located(err, path, overrides)) from None
         raise SpecError(_explain(err, registered)) from None
     operative = gin.operative_config_str()
     header = f"# spec: {path}\n" + "".join(f"# override: {o}\n" for o in overrides)
@@ -122,6 +125,107 @@ def _parse_override(n: int, text: str, registered: dict[str, object]) -> None:
     except (ValueError, TypeError, KeyError, OSError) as err:
         msg = re.sub(r"\n  In bindings string line \d+\n[^\n]*", "", _explain(err, registered))
         raise SpecError(f"{where}: {msg}") from None
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """One ``[scope/]Name.param = value`` (or ``MACRO = value``) statement and where it is."""
+
+    scope: tuple[str, ...]
+    name: str  # 'OptimizerSetup.lr', or a macro name
+    value: str
+    where: str
+
+
+_CALL = re.compile(r"\n  In call to configurable '([^']+)' \([^\n]*?\)(?: in scope '([^']+)')?")
+_STATEMENT = re.compile(r"^\s*(?:(?P<scope>[\w.-]+(?:/[\w.-]+)*)/)?(?P<name>[A-Za-z_][\w.]*)\s*=\s*(?P<value>.*)$")
+_INCLUDE = re.compile(r"""^\s*include\s+(['"])(?P<path>.+?)\1""")
+
+
+def _located(err: ValueError, spec: Path, overrides: Sequence[str]) -> str:
+    """A configurable's refusal, prefixed with where its values were bound (last statement wins, as in
+    gin) and without gin's "In call to configurable" trail. A ``BindingError`` names its bindings, and a
+    value bound through a macro points at the macro's line; any other refusal points at every binding
+    of the configurable that raised it."""
+    text = str(err)
+    call = _CALL.search(text)
+    configurable = call.group(1).split(".")[-1]
+    active = set(call.group(2).split("/")) if call.group(2) else set()
+    message = text[: call.start()]
+    statements = list(_statements(spec, overrides))
+    if not isinstance(err, BindingError):
+        places = [b.where for b in statements if b.name.startswith(configurable + ".") and set(b.scope) <= active]
+        return f"{_join_places(places) or spec}: {message}"
+    places, notes = [], []
+    for binding in err.bindings:
+        found = _last(statements, binding, active)
+        if found is None:
+            continue
+        macro = re.fullmatch(r"%([A-Za-z_][\w.]*)", found.value.split("#")[0].strip())
+        through = _last(statements, macro.group(1), set()) if macro else None
+        if through is not None:
+            notes.append(f"{binding} = %{macro.group(1)} at {found.where}")
+            found = through
+        places.append(found.where)
+    where = _join_places(places) or f"{spec} (default values of {configurable})"
+    return f"{where}: {message}" + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _join_places(places: list[str]) -> str:
+    """``a.gin:3, a.gin:4, --gin override #1 (...)`` -> ``a.gin:3,4, --gin override #1 (...)``."""
+    lines: dict[str, list[str]] = {}
+    for place in dict.fromkeys(places):
+        file, _, line = place.rpartition(":")
+        key, value = (file, line) if line.isdigit() else (place, "")
+        lines.setdefault(key, []).append(value)
+    return ", ".join(f"{k}:{','.join(v)}" if v[0] else k for k, v in lines.items())
+
+
+def _last(statements: list[_Bound], name: str, active: set[str]) -> _Bound | None:
+    """The statement gin applies to ``name`` in the active scope: the most specific scope, then the last."""
+    fits = [(len(b.scope), i) for i, b in enumerate(statements) if b.name == name and set(b.scope) <= active]
+    return statements[max(fits)[1]] if fits else None
+
+
+def _statements(spec: Path, overrides: Sequence[str]):
+    """Every binding statement in parse order: the spec with its includes expanded in place, then the
+    ``--gin`` overrides. Only read after a value was refused, so a plain line scan is enough."""
+    yield from _file_statements(spec, _search_paths(spec), set())
+    for n, text in enumerate(overrides, start=1):
+        for line in text.splitlines():
+            yield from _statement(line, f"--gin override #{n} ({text!r})")
+
+
+def _file_statements(path: Path, search: list[Path], seen: set[Path]):
+    if path.resolve() in seen:
+        return
+    seen.add(path.resolve())
+    shown = _shown(path)
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        include = _INCLUDE.match(line)
+        if include:
+            name = include.group("path")
+            found = next((p for p in (Path(name), *(s / name for s in search)) if p.is_file()), None)
+            if found is not None:
+                yield from _file_statements(found, search, seen)
+        else:
+            yield from _statement(line, f"{shown}:{lineno}")
+
+
+def _statement(line: str, where: str):
+    m = None if line.lstrip().startswith("#") else _STATEMENT.match(line)
+    if m:
+        name = m.group("name")
+        if "." in name:  # drop a module prefix: nestbench.OptimizerSetup.lr -> OptimizerSetup.lr
+            name = ".".join(name.split(".")[-2:])
+        yield _Bound(tuple(filter(None, (m.group("scope") or "").split("/"))), name, m.group("value"), where)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _syntax_message(err: SyntaxError, where: str) -> str:

@@ -20,6 +20,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -28,9 +29,10 @@ from nestbench.commands import Arg, Verb
 from nestbench.metrics.slurp import SlotValue, SluPrediction, score_slurp, write_predictions
 from nestbench.modules.beam_search import beam_search
 from nestbench.modules.text_decoder import TransformerTextDecoder, sequence_loss, teacher_forcing_batch
-from nestbench.recipes.slurp import prepare_slurp
+from nestbench.recipes.slurp import SPLITS, prepare_slurp
 from nestbench.task import DataSplits, EncoderView, EvalSet, Example, KeyedOutputs, Metric, Stage, whole
 from nestbench.text.tokenizer import SentencePieceTokenizer
+from nestbench.validation import NON_EMPTY, SEED, BindingError, Rule, at_least, between, checked
 
 INTENT_SEP, SLOT_SEP, FILLER_SEP = " ; ", " ; ", " : "
 
@@ -39,12 +41,16 @@ INTENT_SEP, SLOT_SEP, FILLER_SEP = " ; ", " ; ", " : "
 class SlurpData:
     """The SLURP corpus in its own layout: ``<corpus_dir>/dataset/slurp/*.jsonl`` + ``audio/slurp_{real,synth}``."""
 
+    @checked(
+        corpus_dir=NON_EMPTY,
+        train_splits=Rule(lambda v: len(v) > 0 and all(s in SPLITS[:2] for s in v), f"be some of {SPLITS[:2]}"),
+    )
     def __init__(
         self,
         corpus_dir: str,
         train_splits: Sequence[str] = ("train", "train_synthetic"),
-        train_recordings: str = "headset",
-        eval_recordings: str = "all",
+        train_recordings: Literal["headset", "all"] = "headset",
+        eval_recordings: Literal["headset", "all"] = "all",
     ):
         self.corpus_dir = Path(corpus_dir).expanduser()
         self.train_splits = tuple(train_splits)
@@ -87,10 +93,26 @@ class MiniSlurpData:
 
     eval_recordings = "all"
 
-    def __init__(self, n_train: int = 720, n_devel: int = 160, n_test: int = 240, seed: int = 0):
+    @checked(n_train=at_least(1), n_devel=at_least(1), n_test=at_least(1), seed=SEED)
+    def __init__(
+        self,
+        n_train: int = 720,
+        n_devel: int = 160,
+        n_test: int = 240,
+        seed: int = 0,
+        pitch_jitter: int = 0,
+        rate_jitter: float = 0.0,
+    ):
         from nestbench.synth.slurp_mini import MiniSlurpConfig
 
-        self.config = MiniSlurpConfig(n_train=n_train, n_devel=n_devel, n_test=n_test, seed=seed)
+        self.config = MiniSlurpConfig(
+            n_train=n_train,
+            n_devel=n_devel,
+            n_test=n_test,
+            seed=seed,
+            pitch_jitter=pitch_jitter,
+            rate_jitter=rate_jitter,
+        )
 
     def missing(self) -> list[str]:
         return []
@@ -203,6 +225,17 @@ class SluTask:
     )
     dev_loss = True
 
+    @checked(
+        vocab_size=at_least(5),  # four special symbols and at least one more; the corpus may need more
+        d_model=at_least(1),
+        n_layers=at_least(1),
+        n_heads=at_least(1),
+        ff_dim=at_least(1),
+        dropout=between(0, 1, high_open=True),
+        label_smoothing=between(0, 1, high_open=True),
+        beam_size=at_least(1),
+        max_len=at_least(3),  # BOS + EOS + at least one symbol
+    )
     def __init__(
         self,
         vocab_size: int = 1024,
@@ -216,6 +249,11 @@ class SluTask:
         length_penalty: float = 0.0,
         max_len: int = 128,
     ):
+        if d_model % n_heads:
+            raise BindingError(
+                f"SluTask.d_model = {d_model} is not divisible by SluTask.n_heads = {n_heads} (attention splits it)",
+                ("SluTask.d_model", "SluTask.n_heads"),
+            )
         self.vocab_size, self.d_model, self.n_layers, self.n_heads = vocab_size, d_model, n_layers, n_heads
         self.ff_dim, self.dropout, self.label_smoothing = ff_dim, dropout, label_smoothing
         self.beam_size, self.length_penalty, self.max_len = beam_size, length_penalty, max_len

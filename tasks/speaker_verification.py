@@ -26,6 +26,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -43,6 +44,7 @@ from nestbench.metrics.verification import (
     verification_metrics,
 )
 from nestbench.task import DataSplits, EncoderView, EvalSet, Example, KeyedOutputs, Metric, Stage
+from nestbench.validation import NON_EMPTY, SEED, at_least, between, checked, greater
 
 COHORT = "cohort"  # ``role`` of eval-manifest entries that are training speakers, for score normalisation
 
@@ -53,6 +55,16 @@ class SvMiniData:
     speakers disjoint; dev/test trial lists balanced; each eval manifest also lists ``cohort_per_speaker``
     utterances of every training speaker (``role: cohort``) for adaptive s-norm."""
 
+    @checked(
+        n_train_speakers=at_least(2),  # one speaker cannot train a verifier
+        n_dev_speakers=at_least(2),
+        n_test_speakers=at_least(2),
+        utterances_per_speaker=at_least(2),  # target trials pair two utterances of one speaker
+        n_dev_trials=at_least(2),
+        n_test_trials=at_least(2),
+        cohort_per_speaker=at_least(0),
+        seed=SEED,
+    )
     def __init__(
         self,
         n_train_speakers: int = 48,
@@ -109,12 +121,20 @@ class VoxCelebData:
 
     LISTS = {"voxceleb1_o": "veri_test2.txt", "voxceleb1_e": "list_test_all2.txt", "voxceleb1_h": "list_test_hard2.txt"}
 
+    @checked(
+        voxceleb1_dir=NON_EMPTY,
+        trials_dir=NON_EMPTY,
+        n_dev_speakers=at_least(2),
+        n_dev_trials=at_least(2),
+        cohort_per_speaker=at_least(0),
+        seed=SEED,
+    )
     def __init__(
         self,
         voxceleb1_dir: str,
         trials_dir: str,
         voxceleb2_dir: str | None = None,
-        train_on: str = "voxceleb1_dev",
+        train_on: Literal["voxceleb1_dev", "voxceleb2_dev"] = "voxceleb1_dev",
         n_dev_speakers: int = 40,
         n_dev_trials: int = 20000,
         cohort_per_speaker: int = 1,
@@ -122,8 +142,6 @@ class VoxCelebData:
     ):
         self.vox1, self.trials_dir = Path(voxceleb1_dir).expanduser(), Path(trials_dir).expanduser()
         self.vox2 = Path(voxceleb2_dir).expanduser() if voxceleb2_dir else None
-        if train_on not in ("voxceleb1_dev", "voxceleb2_dev"):
-            raise ValueError(f"VoxCelebData.train_on = {train_on!r}: expected 'voxceleb1_dev' or 'voxceleb2_dev'")
         self.train_on, self.n_dev_speakers, self.n_dev_trials = train_on, n_dev_speakers, n_dev_trials
         self.cohort_per_speaker, self.seed = cohort_per_speaker, seed
 
@@ -469,6 +487,17 @@ class SpeakerVerificationTask:
     metrics = (Metric("eer", "min"), Metric("min_dcf_0.01", "min"), Metric("min_dcf_0.05", "min"))
     dev_loss = False  # dev speakers are not training classes: dev is scored by EER on its trials
 
+    @checked(
+        channels=at_least(1),
+        n_blocks=between(1, 6),  # one dilation pattern of six blocks
+        emb_dim=at_least(1),
+        dropout=between(0, 1, high_open=True),
+        aam_margin=between(0, 1, high_open=True),  # radians added to the true speaker's angle
+        aam_scale=greater(0),
+        train_crop=greater(0),
+        eval_window=greater(0),
+        cohort_top_k=at_least(1),
+    )
     def __init__(
         self,
         channels: int = 512,
@@ -479,13 +508,9 @@ class SpeakerVerificationTask:
         aam_scale: float = 30.0,
         train_crop: float = 3.0,
         eval_window: float | None = 20.0,
-        score_norm: str = "none",
+        score_norm: Literal["none", "asnorm"] = "none",
         cohort_top_k: int = 200,
     ):
-        if score_norm not in ("none", "asnorm"):
-            raise ValueError(f"SpeakerVerificationTask.score_norm = {score_norm!r}: expected 'none' or 'asnorm'")
-        if not train_crop > 0 or (eval_window is not None and not eval_window > 0):
-            raise ValueError("SpeakerVerificationTask: train_crop and eval_window must be > 0 seconds")
         self.channels, self.n_blocks, self.emb_dim, self.dropout = channels, n_blocks, emb_dim, dropout
         self.aam_margin, self.aam_scale = aam_margin, aam_scale
         self.train_crop, self.eval_window = train_crop, eval_window

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..validation import BindingError, at_least, between, checked
 from .config import ConformerConfig, MelConfig
 from .model import NestEncoder
 
@@ -26,6 +27,15 @@ _NAME = re.compile(
 )
 
 
+@checked(
+    d_model=at_least(1),
+    n_layers=at_least(1),
+    n_heads=at_least(1),
+    subsampling_conv_channels=at_least(1),
+    ff_expansion_factor=at_least(1),
+    conv_kernel_size=at_least(1),
+    dropout=between(0, 1, high_open=True),
+)
 def make_tiny_nest(
     cache_dir: str | Path | None = None,
     d_model: int = 96,
@@ -44,6 +54,11 @@ def make_tiny_nest(
     """
     from ..checkpoint import default_cache_dir
 
+    if d_model % n_heads:
+        raise BindingError(
+            f"make_tiny_nest.d_model = {d_model} is not divisible by make_tiny_nest.n_heads = {n_heads}",
+            ("make_tiny_nest.d_model", "make_tiny_nest.n_heads"),
+        )
     name = _FORMAT.format(
         d_model=d_model,
         n_layers=n_layers,

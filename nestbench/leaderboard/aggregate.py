@@ -114,7 +114,7 @@ def place(runs: list[Run], tables: list[Table]) -> Placement:
     """Check every run against every table and aggregate the accepted ones into rows."""
     out = Placement()
     accepted: dict[tuple[str, str], list[Placed]] = defaultdict(list)
-    for run in sorted(_dedupe(runs), key=lambda r: r.sort_key):
+    for run in sorted(fold_evaluations(_dedupe(runs)), key=lambda r: r.sort_key):
         board = run.record.get("board")
         if board not in BOARDS:
             why = f"board is {board!r}, expected one of {BOARDS}"
@@ -297,6 +297,36 @@ def spec_name(spec: str | None) -> str:
         cut = len(parts) - 1 - parts[::-1].index("experiments")
         return str(PurePosixPath(*parts[cut:]))
     return spec
+
+
+def fold_evaluations(runs: list[Run]) -> list[Run]:
+    """``nestbench evaluate`` records (``evaluation_of``) add their sets to the run they evaluated, so
+    one model fills several columns; a set the run already scored keeps the run's own numbers. An
+    evaluation whose run is in none of the stores stays on its own (and is refused for lacking dev)."""
+    originals = {
+        (r.record.get("experiment"), r.record.get("run_id")): r for r in runs if "evaluation_of" not in r.record
+    }
+    added: dict[tuple, dict] = defaultdict(lambda: {"metrics": {}, "sets": {}})
+    alone = []
+    for run in sorted(runs, key=lambda r: r.sort_key):
+        target = run.record.get("evaluation_of")
+        if target is None:
+            continue
+        key = (run.record.get("experiment"), target)
+        if key not in originals:
+            alone.append(run)
+            continue
+        added[key]["metrics"].update(run.record.get("metrics") or {})
+        added[key]["sets"].update(run.record.get("sets") or {})
+    out = []
+    for key, run in originals.items():
+        if key in added:
+            record = dict(run.record)
+            record["metrics"] = {**added[key]["metrics"], **(record.get("metrics") or {})}
+            record["sets"] = {**added[key]["sets"], **(record.get("sets") or {})}
+            run = Run(record, run.store)
+        out.append(run)
+    return out + alone
 
 
 def _dedupe(runs: list[Run]) -> list[Run]:

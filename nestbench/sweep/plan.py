@@ -21,7 +21,7 @@ from ..spec import SpecError, _register, _search_paths, load_spec, operative_bin
 from ..task import metric as task_metric
 from ..task import metric_names
 from .definition import Sweep, safe_study_name, split_of
-from .space import Categorical, FloatRange, IntRange, Param
+from .space import Categorical, FloatRange, IntRange, Param, binding_line
 
 SWEEP_CONFIGURABLES = ("Sweep", "FloatRange", "IntRange", "Categorical")
 _INCLUDE = re.compile(r"""^\s*include\s+['"]([^'"]+)['"]""", re.MULTILINE)
@@ -82,6 +82,7 @@ def load_sweep(path: str | Path) -> SweepPlan:
     keys = operative_bindings(base.operative_config)
     for param in sweep.space:
         _check_binding(param, keys, experiment_spec)
+        _check_values(param, path, experiment_spec)
     metric, direction = _objective(sweep, base.experiment, path)
     prune_metric, prune_sign = _prune_on(sweep, base.experiment, path, metric, direction)
     study = safe_study_name(sweep.study or f"{base.experiment.name}-{path.stem}")
@@ -141,6 +142,21 @@ def _check_binding(param: Param, keys: dict[str, str], experiment_spec: Path) ->
         )
     if isinstance(param, FloatRange) and not param.step and _annotation(binding) == "int":
         raise SpecError(f"Sweep.space: '{binding}' takes an int; sweep it with IntRange")
+
+
+def _check_values(param: Param, sweep_spec: Path, experiment_spec: Path) -> None:
+    """Each end of a range and each choice must be a value the binding allows (the setup objects' own
+    checks, as a trial would meet them), or some trials would fail before they start."""
+    values = param.choices if isinstance(param, Categorical) else (param.low, param.high)
+    for value in dict.fromkeys(values):
+        line = binding_line(param.binding, value)
+        try:
+            load_spec(experiment_spec, [line])
+        except SpecError as err:
+            message = str(err).removeprefix(f"--gin override #1 ({line!r}): ")
+            raise SpecError(
+                f"{sweep_spec}: Sweep.space over {param.binding} includes {value!r}, refused: {message}"
+            ) from None
 
 
 def _annotation(binding: str) -> str | None:

@@ -242,3 +242,20 @@ def test_sv_quickstart_on_another_trial_list_is_refused():
     (refusal,) = place([Run(rec, Path("s.jsonl"))], load_tables()).refusals
     assert refusal.board == "quickstart"
     assert "sets.test.trial_list is 'voxceleb1-o-cleaned', required: 'sv-mini-test'" in refusal.reasons
+
+
+def test_evaluations_add_their_sets_to_the_run_they_evaluated():
+    """`nestbench evaluate RUN --gin "Experiment.extra_tests = ..."` fills another column of the same row."""
+    run = _sv_record("r1", "full", "voxceleb1_o", "voxceleb1-o-cleaned")
+    evaluation = _sv_record("r1", "full", "voxceleb1_h", "voxceleb1-h-cleaned", evaluation_of="r1")
+    evaluation["metrics"] = {"voxceleb1_h": {"eer": 0.09}, "voxceleb1_o": {"eer": 0.5}}
+    orphan = _sv_record("r2", "full", "voxceleb1_o", "voxceleb1-o-cleaned", evaluation_of="r2")
+    del orphan["metrics"]["dev"]
+    runs = [Run(r, Path("s.jsonl")) for r in (run, evaluation, orphan)]
+    result = place(runs, load_tables())
+    (row,) = result.rows[("full", "speaker_verification")]
+    (placed,) = row.runs
+    assert placed.record["metrics"]["voxceleb1_h"] == {"eer": 0.09}  # the evaluation's new set
+    assert placed.record["metrics"]["voxceleb1_o"]["eer"] == 0.05  # the run's own number is kept
+    assert placed.record["sets"]["voxceleb1_h"]["trial_list"] == "voxceleb1-h-cleaned"
+    assert [r.run for r in result.refusals] == ["sv_voxceleb/r2"]  # its run is in no store: no dev score
