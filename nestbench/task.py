@@ -202,7 +202,7 @@ def metric(task: Task, name: str) -> Metric:
     for m in task.metrics:
         if m.name == name:
             return m
-    raise KeyError(f"task '{task.name}' reports no metric {name!r} (it reports {', '.join(metric_names(task))})")
+    raise ValueError(f"task '{task.name}' reports no metric {name!r} (it reports {', '.join(metric_names(task))})")
 
 
 def metric_names(task: Task) -> list[str]:

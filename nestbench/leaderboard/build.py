@@ -114,6 +114,9 @@ def _link(run: Run, out_dir: Path, root: Path) -> str:
         return "run folder not recorded"
     if PurePosixPath(run_dir).is_absolute() or Path(run_dir).is_absolute():
         return f"run folder `{run_dir}`"
-    target = os.path.relpath(os.path.abspath(os.path.join(root, run_dir)), os.path.abspath(out_dir))
+    # records name run folders relative to their runs folder: the store's own folder when the run is
+    # there, else the default ./runs beside the boards (a committed store's runs were made elsewhere)
+    base = run.store.parent if (run.store.parent / run_dir).is_dir() else Path(root) / "runs"
+    target = os.path.relpath(os.path.abspath(os.path.join(base, run_dir)), os.path.abspath(out_dir))
     target = PurePosixPath(*Path(target).parts).as_posix()
     return f"[run folder](<{target}>)" if " " in target else f"[run folder]({target})"

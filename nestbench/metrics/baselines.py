@@ -58,6 +58,6 @@ def cosine_scores(embeddings: dict[str, np.ndarray], trials: Iterable[tuple[str,
     for enroll, test in trials:
         missing = [i for i in (enroll, test) if i not in row]
         if missing:
-            raise KeyError(f"trial ({enroll}, {test}) names ids without an embedding: {missing}")
+            raise ValueError(f"trial ({enroll}, {test}) names ids without an embedding: {missing}")
         scores.append(float(matrix[row[enroll]] @ matrix[row[test]]))
     return np.asarray(scores, dtype=np.float64)

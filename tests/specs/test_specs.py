@@ -48,7 +48,14 @@ QUICKSTART_REBINDS = {
     *(f"OptimizerSetup.{p}" for p in ("lr", "encoder_lr", "weight_decay", "warmup_steps", "min_lr")),
     *(
         f"TrainerSetup.{p}"
-        for p in ("batch_size", "max_epochs", "check_val_every_n_epoch", "gradient_clip_val", "num_workers")
+        for p in (
+            "batch_size",
+            "max_epochs",
+            "check_val_every_n_epoch",
+            "gradient_clip_val",
+            "num_workers",
+            "cpu_threads",
+        )
     ),
 }
 

@@ -88,20 +88,21 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(nestbench, sweep_spec
     spec = sweep_spec(
         "Experiment.notes = {'sweep': @Sweep()}\n"
         "Sweep.sampler = 'grid'\nSweep.pruner = 'none'\n"
-        "Sweep.space = [@schedule/Categorical(), @lr/Categorical()]\n"
-        "schedule/Categorical.binding = 'OptimizerSetup.schedule'\n"
-        "schedule/Categorical.choices = ['constant', 'no_such_schedule']\n"
+        "Sweep.space = [@layers/Categorical(), @lr/Categorical()]\n"
+        "layers/Categorical.binding = 'EncoderSetup.layers'\n"
+        # well-formed, so the plan accepts it, but the 1-layer encoder has no layer 5: the trial fails
+        "layers/Categorical.choices = ['all', '0,5']\n"
         "lr/Categorical.binding = 'OptimizerSetup.lr'\n"
         "lr/Categorical.choices = [0.003, 1e30]\n"  # 1e30 drives the loss to inf/NaN
     )
     proc = nestbench("sweep", spec, "--trials", "4", "--wandb", "disabled", env=run_env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     study = _study(tmp_path / "runs")
-    by_params = {(t.params["OptimizerSetup.schedule"], t.params["OptimizerSetup.lr"]): t for t in study.trials}
-    assert len(study.trials) == 4 and by_params[("constant", 0.003)].state == TrialState.COMPLETE
-    assert "no_such_schedule" in by_params[("no_such_schedule", 0.003)].user_attrs["error"]
-    assert "non-finite training loss" in by_params[("constant", 1e30)].user_attrs["error"]
-    assert by_params[("no_such_schedule", 1e30)].state == TrialState.FAIL
+    by_params = {(t.params["EncoderSetup.layers"], t.params["OptimizerSetup.lr"]): t for t in study.trials}
+    assert len(study.trials) == 4 and by_params[("all", 0.003)].state == TrialState.COMPLETE
+    assert "the model has 1 layers" in by_params[("0,5", 0.003)].user_attrs["error"]
+    assert "non-finite training loss" in by_params[("all", 1e30)].user_attrs["error"]
+    assert by_params[("0,5", 1e30)].state == TrialState.FAIL
     assert len(re.findall(r"#\d+ FAIL ", proc.stdout)) == 3 and proc.stdout.count("  error: ") == 3
     assert len(ResultsStore(tmp_path / "runs" / "results.jsonl").read()) == 1  # failures write no record
 

@@ -191,7 +191,7 @@ def test_mean_logmel_embeddings_and_cosine(corpus: SvMiniCorpus, lines: dict[str
     # mean-normalised: a constant offset on every embedding changes nothing
     shifted = {k: v + 5.0 for k, v in embeddings.items()}
     assert cosine_scores(shifted, trials) == pytest.approx(scores, abs=1e-6)  # float32 inputs
-    with pytest.raises(KeyError, match="nope"):
+    with pytest.raises(ValueError, match="nope"):
         cosine_scores(embeddings, [(entries[0][0], "nope")])
     with pytest.raises(ValueError, match="duplicate"):
         mean_logmel_embeddings([entries[0], entries[0]])
