@@ -26,6 +26,7 @@ from .audio import AudioError, AudioReader
 from .extract import Utterance
 from .feature_cache import cache_utterance
 from .manifest import ManifestError, read_manifest
+from .provenance import portable_path
 from .task import DataSplits, EvalSet, Example, Task
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,12 @@ class ExampleDataset(Dataset):
         first = int(round(offset / self.frame_shift))
         last = array.shape[1] if duration is None else first + max(1, int(round(duration / self.frame_shift)))
         return np.array(array[:, first : min(last, array.shape[1])], dtype=np.float32)
+
+
+def batch_to(batch: dict, device) -> dict:
+    """A batch on ``device``: tensors move; ``examples`` (plain records of where each input came
+    from) stay as they are. Training (Lightning's hook) and final evaluation both use it."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def make_collate(task: Task) -> Callable[[list[dict]], dict]:
@@ -339,18 +346,10 @@ def data_fingerprint(manifests: Sequence[Path]) -> str:
         h.update(m.name.encode())
         for e in read_manifest(m, check_audio=False):
             fields = {k: v for k, v in e.fields.items() if k != "audio_filepath"}
-            name = portable_name(e.audio_filepath, m.parent)
+            name = portable_path(Path(e.audio_filepath).resolve(), root=m.parent, tail=3)
             size = e.audio_filepath.stat().st_size if e.audio_filepath.exists() else -1
             h.update(json.dumps([name, size, fields], sort_keys=True, default=str).encode())
     return h.hexdigest()
-
-
-def portable_name(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` when under it, else its last three parts: no machine paths."""
-    try:
-        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
-    except ValueError:
-        return "/".join(Path(path).parts[-3:])
 
 
 class ManifestData:

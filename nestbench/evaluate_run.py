@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
+from .provenance import portable_path
 from .results import ResultsStore
-from .rundir import new_run_dir, relative_to_runs
+from .rundir import new_run_dir
 from .spec import load_spec
 
 
@@ -68,13 +68,11 @@ def evaluate_run(run_dir: str | Path, overrides=(), *, runs_dir: str | Path | No
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     original_record = _original_record(run_dir)
     record = {
-        **_record(spec, exp, runs, out, metrics, splits, upstream, started),
-        "sets": {s.name: {"manifest": s.manifest.name, **s.info} for s in chosen},
+        **_record(spec, exp, runs, out, metrics, splits, upstream, started, sets=chosen),
         "evaluation_of": run_dir.name,
-        "evaluated_run_dir": relative_to_runs(run_dir, runs),
-        "best_checkpoint": relative_to_runs(best, runs),
+        "evaluated_run_dir": portable_path(run_dir, root=runs),
+        "best_checkpoint": portable_path(best, root=runs),
         "device": _device(exp, trainer),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if original_record is not None:
         record["run_id"] = original_record.get("run_id", run_dir.name)

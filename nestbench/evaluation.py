@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from .data import BucketBatchSampler, ExampleDataset, make_collate
+from .data import BucketBatchSampler, ExampleDataset, batch_to, make_collate
 from .experiment import Experiment
 from .task import EvalSet, Example, Stage
 
@@ -78,7 +78,7 @@ def run_evaluator(module, loader: DataLoader, evaluator, precision=None, progres
     context = precision.forward_context() if precision is not None else nullcontext()
     with context:
         for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            batch = batch_to(batch, device)
             feats, lengths = module.features(batch)
             evaluator.update(batch["examples"], module.task.infer(module.head, feats, lengths))
     return evaluator

@@ -15,6 +15,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
+from .data import batch_to
 from .experiment import OptimizerSetup
 from .task import Evaluator, Task, headline
 from .upstream import Upstream
@@ -45,8 +46,7 @@ class TaskModule(pl.LightningModule):
         return self.upstream(batch["audio"], batch["audio_lengths"])
 
     def transfer_batch_to_device(self, batch: dict, device, dataloader_idx: int) -> dict:
-        """Tensors move; ``examples`` (plain records of where the input came from) stay as they are."""
-        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        return batch_to(batch, device)
 
     # -- training -----------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
@@ -104,7 +104,10 @@ class TaskModule(pl.LightningModule):
         groups = [{"params": rest, "lr": o.lr}]
         if enc:
             groups.insert(0, {"params": enc, "lr": o.encoder_lr if o.encoder_lr is not None else o.lr})
-        optimizer = torch.optim.AdamW(groups, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        # The fused kernel updates every tensor in one pass; torch's CPU default is a per-tensor
+        # Python loop, 10 ms of a 70 ms quickstart step.
+        fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+        optimizer = torch.optim.AdamW(groups, betas=tuple(o.betas), weight_decay=o.weight_decay, fused=fused or None)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         base = [g["lr"] for g in groups]
         factor = schedule_factor(o.schedule, o.warmup_steps, total)

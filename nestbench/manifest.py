@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,9 +160,9 @@ def nemo_to_cuts(path: str | Path):
             custom=custom,
         )
         cuts.append(MonoCut(id=cut_id, start=e.offset, duration=duration, channel=0, recording=rec, supervisions=[sup]))
-    ids = [c.id for c in cuts]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})
+    counts = Counter(c.id for c in cuts)
+    dup = sorted(i for i, n in counts.items() if n > 1)
+    if dup:
         raise ManifestError(f"{path}: ids used by more than one entry: {dup[:10]}")
     return CutSet.from_cuts(cuts)
 

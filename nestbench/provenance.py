@@ -70,9 +70,10 @@ def device_info(accelerator: str = "cpu") -> dict:
     return info
 
 
-def portable_path(value: str | Path | None, cwd: Path | None = None) -> str | None:
-    """A path as a results record may carry it: relative to the working directory when under it,
-    ``<cache>/…`` when under nestbench's cache, else the plain name; hub ids and relative paths stay."""
+def portable_path(value: str | Path | None, root: Path | None = None, tail: int = 1) -> str | None:
+    """A path as a record may carry it: relative to ``root`` (default the working directory) when
+    under it, ``<cache>/…`` when under nestbench's cache, else its last ``tail`` parts; hub ids and
+    relative paths stay as given. Records and fingerprints then match across machines."""
     if value is None:
         return None
     path = Path(str(value)).expanduser()
@@ -80,10 +81,10 @@ def portable_path(value: str | Path | None, cwd: Path | None = None) -> str | No
         return str(value)
     from .checkpoint import default_cache_dir
 
-    for root, label in ((Path(cwd or Path.cwd()), None), (Path(default_cache_dir()), "<cache>")):
+    for base, label in ((Path(root or Path.cwd()), None), (Path(default_cache_dir()), "<cache>")):
         try:
-            rel = path.resolve().relative_to(root.resolve()).as_posix()
+            rel = path.resolve().relative_to(base.resolve()).as_posix()
         except (ValueError, OSError):
             continue
         return rel if label is None else f"{label}/{rel}"
-    return path.name
+    return "/".join(path.parts[-tail:])

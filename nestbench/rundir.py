@@ -29,11 +29,3 @@ def find_resumable(runs: Path, experiment: str) -> Path | None:
         return None
     candidates = [p for p in parent.iterdir() if (p / "config.gin").exists() and not (p / "metrics.json").exists()]
     return max(candidates, key=os.path.getmtime, default=None)
-
-
-def relative_to_runs(path: str | Path, runs: Path) -> str:
-    """``path`` relative to the runs folder, so results records travel between machines."""
-    try:
-        return Path(path).resolve().relative_to(Path(runs).resolve()).as_posix()
-    except ValueError:
-        return Path(path).name

@@ -27,7 +27,7 @@ from .evaluation import eval_loader, evaluate_sets, train_loader
 from .experiment import Experiment
 from .provenance import config_hash, device_info, git_state, package_versions, portable_path
 from .results import ResultsStore
-from .rundir import find_resumable, new_run_dir, relative_to_runs
+from .rundir import find_resumable, new_run_dir
 from .spec import LoadedSpec
 from .task import DataSplits, headline
 from .threads import torch_threads as cpu_threads
@@ -171,7 +171,7 @@ def _run_in(
     # 7. provenance record in the results store
     record = {
         **_record(spec, exp, runs, run_dir, metrics, splits, upstream, started),
-        "best_checkpoint": relative_to_runs(best, runs),
+        "best_checkpoint": portable_path(best, root=runs),
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "device": _device(exp, trainer),
@@ -325,13 +325,16 @@ def _trainer(exp: Experiment, run_dir: Path, loggers, progress: bool, callbacks:
     return trainer, best_cb
 
 
-def _record(spec: LoadedSpec, exp: Experiment, runs: Path, run_dir: Path, metrics: dict, splits, upstream, started):
-    """Provenance and metrics of one result; every path in it is relative to the runs folder."""
+def _record(
+    spec: LoadedSpec, exp: Experiment, runs: Path, run_dir: Path, metrics: dict, splits, upstream, started, sets=None
+):
+    """Provenance and metrics of one result (on ``sets``, default all of ``splits``' evaluation
+    sets); every path in it is relative to the runs folder."""
     root = Path(__file__).resolve().parents[1]  # the nestbench checkout that ran (its commit is the code)
     return {
         "experiment": exp.name,
         "run_id": run_dir.name,
-        "run_dir": relative_to_runs(run_dir, runs),
+        "run_dir": portable_path(run_dir, root=runs),
         "spec": portable_path(spec.path),
         "overrides": list(spec.overrides),
         "config_hash": config_hash(spec.operative_config),
@@ -339,7 +342,7 @@ def _record(spec: LoadedSpec, exp: Experiment, runs: Path, run_dir: Path, metric
         "convention": exp.task.convention(exp.data),
         "board": exp.board,
         "metrics": metrics,
-        "sets": {s.name: {"manifest": s.manifest.name, **s.info} for s in splits.eval_sets},
+        "sets": {s.name: {"manifest": s.manifest.name, **s.info} for s in (sets or splits.eval_sets)},
         "encoder": {
             "checkpoint": portable_path(exp.encoder.checkpoint),
             "sha256": upstream.info.checkpoint_sha256,

@@ -13,12 +13,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from .checkpoint import NemoCheckpoint, load_nemo, split_state_dict
 from .encoder import NestEncoder
-from .encoder.config import ConformerConfig, MelConfig
+from .encoder.config import ConformerConfig, MelConfig, frame_shift
 from .encoder.specaug import SpecAugment
 from .experiment import EncoderSetup
 from .extract import Utterance, parse_layers
@@ -180,6 +181,7 @@ def build_cached_upstream(
     ckpt = load_nemo(setup.checkpoint, cache_dir=setup.cache_dir)
     mel, conformer = _configs(ckpt)
     layer_ids = parse_layers(setup.layers, conformer.n_layers)
+    shift = frame_shift(mel, conformer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # fresh (excluded) weights of a partial init are then reproducible
         built = build_encoder(setup, ckpt) if _partial_init(setup, ckpt) else None
@@ -210,13 +212,9 @@ def build_cached_upstream(
             device=device,
             batch_size=batch_size,
             progress=progress,
-            bytes_per_second=len(layer_ids)
-            * conformer.d_model
-            * (2 if setup.cache_dtype == "float16" else 4)
-            / (mel.window_stride * conformer.subsampling_factor),
+            bytes_per_second=len(layer_ids) * conformer.d_model * np.dtype(setup.cache_dtype).itemsize / shift,
         )
-    frame_shift = mel.window_stride * conformer.subsampling_factor
-    info = EncoderInfo(setup.checkpoint, ckpt.sha256, conformer.n_layers, conformer.d_model, frame_shift)
+    info = EncoderInfo(setup.checkpoint, ckpt.sha256, conformer.n_layers, conformer.d_model, shift)
     return Upstream(None, setup, info), cache, stats
 
 

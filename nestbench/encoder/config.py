@@ -195,3 +195,8 @@ def _build(cls, cfg: dict, harmless: set[str], default_only: dict[str, Any], blo
                 "(a key known to have no effect at inference belongs in nestbench/encoder/config.py's allow-list)"
             )
     return cls(**{k: v for k, v in cfg.items() if k in names})
+
+
+def frame_shift(mel: MelConfig, conformer: ConformerConfig) -> float:
+    """Seconds between encoder output frames: the mel hop times the subsampling (80 ms for NEST)."""
+    return mel.window_stride * conformer.subsampling_factor

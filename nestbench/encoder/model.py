@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ConformerConfig, MelConfig
+from .config import ConformerConfig, MelConfig, frame_shift
 from .conformer import ConformerEncoder
 from .mel import MelSpectrogram
 
@@ -70,7 +70,7 @@ class NestEncoder(nn.Module):
     @property
     def frame_shift(self) -> float:
         """Seconds between output frames (80 ms for NEST)."""
-        return self.mel_config.window_stride * self.conformer_config.subsampling_factor
+        return frame_shift(self.mel_config, self.conformer_config)
 
     @property
     def min_samples(self) -> int:
