@@ -8,19 +8,24 @@ any downloadable corpus in ``DOWNLOAD_VERBS`` (``nestbench download <name>``), a
 
 from nestbench.data import ManifestData
 
-from . import slu, speaker_verification
+from . import diarization, slu, speaker_verification
+from .diarization import CallhomeData, DiarizationTask, DiarMiniData, Dihard3Data, RttmData
 from .slu import MiniSlurpData, SlurpData, SluTask
 from .speaker_verification import SpeakerVerificationTask, SvMiniData, VoxCelebData
 
-TASKS = {"slu": SluTask, "sv": SpeakerVerificationTask}
+TASKS = {"slu": SluTask, "sv": SpeakerVerificationTask, "diar": DiarizationTask}
 DATA_SOURCES = {
     "manifests": ManifestData,
     "slurp": SlurpData,
     "mini_slurp": MiniSlurpData,
     "sv_mini": SvMiniData,
     "voxceleb": VoxCelebData,
+    "diar_mini": DiarMiniData,
+    "rttm": RttmData,
+    "callhome": CallhomeData,
+    "dihard3": Dihard3Data,
 }
-SCORE_VERBS = {v.name: v for v in (slu.SCORE, speaker_verification.SCORE)}
+SCORE_VERBS = {v.name: v for v in (slu.SCORE, speaker_verification.SCORE, diarization.SCORE)}
 DOWNLOAD_VERBS = {v.name: v for v in (slu.DOWNLOAD,)}
 
 __all__ = ["DATA_SOURCES", "DOWNLOAD_VERBS", "SCORE_VERBS", "TASKS"]

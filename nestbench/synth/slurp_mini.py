@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from nestbench.synth.espeak import NATIVE_SAMPLE_RATE, Voice, synthesize
 from ..fileio import write_text_atomic
 from ..threads import torch_threads
 from .markers import IN_PROGRESS as _IN_PROGRESS
-from .markers import MARKER, finished_hash
+from .markers import MARKER, claim, finished_hash
 
 SPLITS = ("train", "devel", "test")
 _FORMAT_VERSION = 1  # bump when the output changes in a way the inventory tables below do not capture
@@ -486,22 +485,6 @@ class _Synthesizer:
         return np.clip(audio + noise, -1.0, 1.0)
 
 
-def _claim(out: Path, text_dir: Path, audio_dir: Path) -> None:
-    """Clear an earlier mini corpus in ``out``; refuse files this module did not write (say, real SLURP)."""
-    ours = (out / MARKER).is_file() or (out / _IN_PROGRESS).is_file()
-    if not ours and any(d.is_dir() and any(d.iterdir()) for d in (text_dir, audio_dir)):
-        raise FileExistsError(f"{out} holds SLURP files not written by make_mini_slurp; use an empty directory")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / _IN_PROGRESS).touch()
-    (out / MARKER).unlink(missing_ok=True)
-    if audio_dir.is_dir():
-        shutil.rmtree(audio_dir)  # a different config leaves recordings the new jsonl no longer lists
-    for split in SPLITS:
-        (text_dir / f"{split}.jsonl").unlink(missing_ok=True)
-    text_dir.mkdir(parents=True, exist_ok=True)
-    audio_dir.mkdir(parents=True)
-
-
 def _write_jsonl(path: Path, records: list[dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
@@ -518,7 +501,8 @@ def make_mini_slurp(out_dir: str | Path, config: MiniSlurpConfig = MiniSlurpConf
     if finished_hash(out) == digest:
         return out
     text_dir, audio_dir = out / "dataset" / "slurp", out / "audio" / "slurp_real"
-    _claim(out, text_dir, audio_dir)
+    claim(out, [text_dir / f"{split}.jsonl" for split in SPLITS], [audio_dir], "make_mini_slurp")
+    text_dir.mkdir(parents=True, exist_ok=True)
     plan = plan_mini_slurp(config)
     speak = _Synthesizer(config.sample_rate, config.noise_db)
     total = sum(map(len, plan.values()))

@@ -5,7 +5,7 @@ offline. This writes a VoxCeleb-style evaluation setup (NeMo manifests with a ``
 ``1|0 <enroll> <test>`` trial lists) from synthetic speakers whose identities are distinct enough for a
 small embedding model to learn, yet not separable by the long-term spectrum alone.
 
-A speaker's identity is fixed for all of its utterances:
+A speaker's identity (drawn and rendered by ``nestbench.synth.voices``) is fixed for all of its utterances:
 
 * an espeak voice variant (``en+m3``, ``en+f2``, ``en+Henrique`` …; ``VARIANTS`` lists the ones that sound
   like a person: no robots, whispers, echoes or clipping), espeak pitch (0-99) and speaking rate (words/min);
@@ -42,8 +42,6 @@ import hashlib
 import itertools
 import json
 import math
-import shutil
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,56 +49,27 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from nestbench.synth.espeak import HUMAN_LIKE_VARIANTS, NATIVE_SAMPLE_RATE, Voice, synthesize
+from nestbench.synth.espeak import Voice, synthesize
+from nestbench.synth.grammar import INVENTORY, MIN_CLAUSE, WORDS_PER_RATE_WORD, n_words_for, sentence
+from nestbench.synth.voices import (
+    SILENCE_DB,
+    VARIANTS,
+    Band,
+    IdentityRenderer,
+    Speaker,
+    active_rms,
+    draw_speakers,
+    espeak_voice,
+    random_band,
+)
 
 from ..fileio import write_text_atomic
 from ..threads import torch_threads
 from .markers import IN_PROGRESS as _IN_PROGRESS
-from .markers import MARKER, finished_hash
+from .markers import MARKER, claim, finished_hash
 
 SPLITS = ("train", "dev", "test")
 _FORMAT_VERSION = 1  # bump when the output changes in a way the config and inventories do not capture
-
-# espeak variants that sound like one human speaker: robots, whispers, echoes, klatt test voices and the
-# variants that clip at full scale (iven, antonio, ed, paul, ...) are left out.
-VARIANTS: tuple[str, ...] = tuple(f"en+{v}" for v in HUMAN_LIKE_VARIANTS)
-
-# Sentence grammar: clause = the [adjective] agent verb the [adjective] object [place] [time].
-ADJECTIVES = (
-    "old", "young", "tall", "quiet", "busy", "clever", "angry", "happy", "tired", "brave", "small", "strange",
-    "friendly", "careful", "famous", "lazy", "green", "heavy", "bright", "broken", "golden", "silver", "wooden",
-    "dusty", "shiny", "yellow", "narrow", "gentle", "noisy", "patient",
-)  # fmt: skip
-AGENTS = (
-    "farmer", "teacher", "doctor", "sailor", "baker", "painter", "driver", "student", "neighbour", "captain",
-    "gardener", "singer", "writer", "fisherman", "soldier", "nurse", "pilot", "dancer", "lawyer", "builder",
-    "child", "woman", "man", "girl", "boy", "dog", "cat", "horse", "king", "queen",
-)  # fmt: skip
-VERBS = (
-    "carried", "painted", "found", "sold", "washed", "dropped", "opened", "borrowed", "repaired", "hid",
-    "bought", "cleaned", "moved", "watched", "lifted", "pushed", "followed", "packed", "measured", "counted",
-    "stole", "built", "brought", "covered", "chose", "threw", "kept", "fixed", "wrapped", "described",
-)  # fmt: skip
-OBJECTS = (
-    "basket", "ladder", "letter", "bottle", "window", "bicycle", "blanket", "hammer", "candle", "picture",
-    "kettle", "umbrella", "wagon", "mirror", "bucket", "carpet", "lantern", "pillow", "garden gate", "map",
-    "suitcase", "table", "barrel", "rope", "shovel", "violin", "clock", "fence", "boat", "parcel",
-)  # fmt: skip
-PLACES = (
-    "near the river", "in the kitchen", "behind the barn", "at the station", "by the old bridge",
-    "in the market", "under the stairs", "across the field", "beside the church", "in the village",
-    "at the harbour", "on the hill", "inside the shed", "along the road", "in the forest", "near the school",
-    "at the corner shop", "by the lake", "in the garden", "on the roof",
-)  # fmt: skip
-TIMES = (
-    "on monday", "last winter", "after lunch", "before dawn", "this morning", "every sunday", "at midnight",
-    "in april", "yesterday", "last night", "on friday", "after the storm", "in the evening", "at noon",
-    "next week", "during the summer", "on tuesday", "before dinner", "in october", "that afternoon",
-)  # fmt: skip
-CONNECTIVES = ("and then", "while", "because", "but", "before", "so", "after", "although", "and", "until")
-# espeak speaks this grammar's words about 1.2 times faster than its nominal words/min (measured, sd 8 %).
-_WORDS_PER_RATE_WORD = 1.2
-_MIN_CLAUSE = 5  # the agent verb the object
 
 
 @dataclass(frozen=True)
@@ -171,29 +140,6 @@ class SvMiniConfig:
 
 
 @dataclass(frozen=True)
-class Band:
-    """A peaking band: ``gain_db`` at ``freq_hz``, falling off as a Gaussian of width ``octaves``."""
-
-    freq_hz: float
-    gain_db: float
-    octaves: float
-
-
-@dataclass(frozen=True)
-class Speaker:
-    """One synthetic speaker's fixed identity (written to ``speakers.json``)."""
-
-    speaker: str
-    split: str
-    variant: str
-    pitch: int
-    rate: int
-    warp: float
-    tilt_db_per_octave: float
-    bands: tuple[Band, ...]
-
-
-@dataclass(frozen=True)
 class Utterance:
     """One planned utterance: its text, the espeak voice that speaks it and its nuisance draws."""
 
@@ -253,74 +199,6 @@ def read_trials(path: str | Path) -> list[tuple[int, str, str]]:
 # ---------------------------------------------------------------------------------------------- plan
 
 
-def _pick(rng: np.random.Generator, items: tuple[str, ...]) -> str:
-    return items[int(rng.integers(len(items)))]
-
-
-def _clause(budget: int, rng: np.random.Generator) -> list[str]:
-    """One clause of about ``budget`` words (at least ``_MIN_CLAUSE``): optional parts, in random order, while
-    they fit."""
-    agent, verb, obj = _pick(rng, AGENTS), _pick(rng, VERBS), _pick(rng, OBJECTS)
-    agent_adj, object_adj = (ADJECTIVES[int(i)] for i in rng.choice(len(ADJECTIVES), size=2, replace=False))
-    optional = {
-        "agent_adj": agent_adj,
-        "object_adj": object_adj,
-        "place": _pick(rng, PLACES),
-        "time": _pick(rng, TIMES),
-    }
-    size, chosen = _MIN_CLAUSE + obj.count(" "), set()
-    for name in rng.permutation(sorted(optional)):
-        if size + len(optional[name].split()) <= budget:
-            chosen.add(str(name))
-            size += len(optional[name].split())
-    part = {name: optional[name] if name in chosen else "" for name in optional}
-    words = ["the", part["agent_adj"], agent, verb, "the", part["object_adj"], obj, part["place"], part["time"]]
-    return " ".join(words).split()
-
-
-def _sentence(n_words: int, rng: np.random.Generator) -> str:
-    """Clauses joined by connectives, about ``n_words`` words in all."""
-    words: list[str] = []
-    while not words or n_words - len(words) >= _MIN_CLAUSE + 2:
-        if words:
-            words += _pick(rng, CONNECTIVES).split()
-        remaining = n_words - len(words)
-        if remaining >= 2 * _MIN_CLAUSE + 2:  # room for two more clauses: give this one a random share
-            remaining = int(rng.integers(_MIN_CLAUSE, remaining - _MIN_CLAUSE - 1))
-        words += _clause(remaining, rng)
-    return " ".join(words)
-
-
-def _speakers(config: SvMiniConfig, rng: np.random.Generator) -> tuple[Speaker, ...]:
-    n_total = sum(config.n_speakers(s) for s in SPLITS)
-    # every variant once before any is used twice, in a seeded order
-    variants = [VARIANTS[i] for _ in range(-(-n_total // len(VARIANTS))) for i in rng.permutation(len(VARIANTS))]
-    speakers, index = [], 0
-    for split in SPLITS:
-        for _ in range(config.n_speakers(split)):
-            bands = tuple(
-                Band(freq_hz=round(float(np.exp(rng.uniform(np.log(300.0), np.log(5000.0)))), 1),
-                     gain_db=round(float(rng.choice([-1.0, 1.0]) * rng.uniform(*config.eq_gain_db)), 2),
-                     octaves=round(float(rng.uniform(0.3, 1.0)), 3))
-                for _ in range(int(rng.integers(1, 3)))
-            )  # fmt: skip
-            speakers.append(Speaker(
-                speaker=f"spk{index:03d}", split=split, variant=variants[index],
-                pitch=int(rng.integers(config.pitch_range[0], config.pitch_range[1] + 1)),
-                rate=int(rng.integers(config.rate_range[0], config.rate_range[1] + 1)),
-                # quantised so the warped rate is a multiple of 100 Hz (a short, cacheable resampling kernel)
-                warp=round(_warped_rate(float(rng.uniform(*config.warp_range))) / NATIVE_SAMPLE_RATE, 6),
-                tilt_db_per_octave=round(float(rng.uniform(-1, 1) * config.tilt_db_per_octave), 3),
-                bands=bands,
-            ))  # fmt: skip
-            index += 1
-    return tuple(speakers)
-
-
-def _warped_rate(warp: float) -> int:
-    return int(round(NATIVE_SAMPLE_RATE * warp / 100.0)) * 100
-
-
 def _utterances(speaker: Speaker, config: SvMiniConfig, rng: np.random.Generator, texts: set[str]) -> list[Utterance]:
     lo, hi = config.duration_range
     utterances = []
@@ -328,20 +206,17 @@ def _utterances(speaker: Speaker, config: SvMiniConfig, rng: np.random.Generator
         rate = speaker.rate * (1.0 + rng.uniform(-1, 1) * config.rate_jitter)
         lead, trail = (round(float(x), 3) for x in rng.uniform(0.05, 0.25, size=2))
         speech_s = rng.uniform(lo - 0.1, hi - 1.0)  # headroom for silence and the text-length error
-        n_words = max(_MIN_CLAUSE, int(round(speech_s * rate / 60.0 * _WORDS_PER_RATE_WORD)))
-        text = _sentence(n_words, rng)
+        n_words = n_words_for(speech_s, rate)
+        text = sentence(n_words, rng)
         while text in texts:  # no sentence twice in the corpus
-            text = _sentence(n_words, rng)
+            text = sentence(n_words, rng)
         texts.add(text)
         pitch = speaker.pitch + int(rng.integers(-config.pitch_jitter, config.pitch_jitter + 1))
         utterances.append(Utterance(
             id=f"{speaker.speaker}-{u:03d}", speaker=speaker.speaker, text=text,
-            # the warp speeds speech up by ``warp``; slow espeak down by as much
-            voice=Voice(speaker.variant, rate=int(round(rate / speaker.warp)), pitch=pitch),
+            voice=espeak_voice(speaker, rate, pitch),
             channel_tilt_db_per_octave=round(float(rng.uniform(-1, 1) * config.channel_tilt_db_per_octave), 3),
-            channel_band=Band(round(float(np.exp(rng.uniform(np.log(300.0), np.log(5000.0)))), 1),
-                              round(float(rng.uniform(-1, 1) * config.channel_eq_db), 2),
-                              round(float(rng.uniform(0.5, 1.5)), 3)),
+            channel_band=random_band(rng, config.channel_eq_db),
             snr_db=round(float(rng.uniform(*config.snr_db_range)), 2),
             level_db=round(float(rng.uniform(*config.level_db_range)), 2),
             lead_s=lead, trail_s=trail,
@@ -366,7 +241,8 @@ def _trials(utterances: tuple[Utterance, ...], n: int, rng: np.random.Generator)
 
 def plan_sv_mini(config: SvMiniConfig = SvMiniConfig()) -> SvMiniPlan:
     """The corpus without audio: speakers, utterances (text, voice, nuisance) and trials; cheap."""
-    speakers = _speakers(config, np.random.default_rng([config.seed, 0]))
+    counts = [(split, config.n_speakers(split)) for split in SPLITS]
+    speakers = draw_speakers(counts, config, np.random.default_rng([config.seed, 0]))
     texts: set[str] = set()
     utterances = {
         split: tuple(
@@ -390,8 +266,8 @@ def config_hash(config: SvMiniConfig) -> str:
     payload = {
         "config": asdict(config),
         "format": _FORMAT_VERSION,
-        "inventory": [VARIANTS, ADJECTIVES, AGENTS, VERBS, OBJECTS, PLACES, TIMES, CONNECTIVES],
-        "constants": [_WORDS_PER_RATE_WORD, _MIN_CLAUSE, _PEAK, _SILENCE_DB],
+        "inventory": [VARIANTS, *INVENTORY],
+        "constants": [WORDS_PER_RATE_WORD, MIN_CLAUSE, _PEAK, SILENCE_DB],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -399,67 +275,22 @@ def config_hash(config: SvMiniConfig) -> str:
 # --------------------------------------------------------------------------------------------- audio
 
 _PEAK = 0.95  # a louder mix is scaled down to this peak
-_SILENCE_DB = -45.0  # frames this far below the loudest are espeak's leading/trailing silence
-
-
-def _gain_db(freqs: np.ndarray, tilt_db_per_octave: float, bands: tuple[Band, ...]) -> np.ndarray:
-    """Tilt around 1 kHz (held flat beyond ±3 octaves) plus Gaussian peaking bands on log frequency."""
-    log_f = np.log2(np.maximum(freqs, 1.0))
-    gain = tilt_db_per_octave * np.clip(log_f - np.log2(1000.0), -3.0, 3.0)
-    for band in bands:
-        gain = gain + band.gain_db * np.exp(-0.5 * ((log_f - np.log2(band.freq_hz)) / band.octaves) ** 2)
-    return gain
-
-
-def _colour(audio: np.ndarray, sample_rate: int, gain_db: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Zero-phase FFT filter; the padding absorbs the short impulse response's tails."""
-    n = audio.shape[0]
-    n_fft = 1 << int(math.ceil(math.log2(n + 2048)))
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    spectrum = np.fft.rfft(audio, n_fft) * (10.0 ** (gain_db(freqs) / 20.0))
-    return np.fft.irfft(spectrum, n_fft)[:n].astype(np.float32)
-
-
-def _trim_silence(audio: np.ndarray, frame: int) -> np.ndarray:
-    n = audio.shape[0] // frame
-    energy = np.square(audio[: n * frame].reshape(n, frame), dtype=np.float64).mean(axis=1)
-    loud = np.flatnonzero(energy > energy.max() * 10.0 ** (_SILENCE_DB / 10.0))
-    return audio[loud[0] * frame : (loud[-1] + 1) * frame]
-
-
-def _active_rms(audio: np.ndarray, frame: int) -> float:
-    """RMS over frames within 30 dB of the loudest, so pauses do not dilute the level or the SNR."""
-    n = audio.shape[0] // frame
-    energy = np.square(audio[: n * frame].reshape(n, frame), dtype=np.float64).mean(axis=1)
-    return float(np.sqrt(energy[energy > energy.max() * 1e-3].mean()))
 
 
 class _Renderer:
-    """Speak a planned utterance in its speaker's identity; resampling kernels are cached per warp."""
+    """Speak a planned utterance in its speaker's identity, then add its nuisance."""
 
     def __init__(self, config: SvMiniConfig) -> None:
         self.config = config
-        self.resamplers: dict[int, object] = {}
-
-    def _resample(self, audio: np.ndarray, warp: float) -> np.ndarray:
-        import torch
-        import torchaudio
-
-        rate = _warped_rate(warp)
-        if rate not in self.resamplers:
-            self.resamplers[rate] = torchaudio.transforms.Resample(rate, self.config.sample_rate)
-        with torch.no_grad():
-            return self.resamplers[rate](torch.from_numpy(audio)).numpy()
+        self.identity = IdentityRenderer(config.sample_rate)
 
     def __call__(self, speaker: Speaker, utt: Utterance, rng: np.random.Generator) -> tuple[np.ndarray, int]:
         """float32 samples and how many of them are speech cut off by the maximum duration (normally 0)."""
         sr = self.config.sample_rate
         frame = sr // 100
         native, _ = synthesize(utt.text, utt.voice)
-        speech = _trim_silence(self._resample(native, speaker.warp), frame)
-        speech = _colour(speech, sr, lambda f: _gain_db(f, speaker.tilt_db_per_octave, speaker.bands)
-                         + _gain_db(f, utt.channel_tilt_db_per_octave, (utt.channel_band,)))  # fmt: skip
-        speech *= np.float32(10.0 ** (utt.level_db / 20.0) / _active_rms(speech, frame))
+        speech = self.identity(native, speaker, utt.channel_tilt_db_per_octave, (utt.channel_band,))
+        speech *= np.float32(10.0 ** (utt.level_db / 20.0) / active_rms(speech, frame))
         lo, hi = self.config.duration_range
         lead, trail = int(utt.lead_s * sr), int(utt.trail_s * sr)
         trail += max(0, int(math.ceil(lo * sr)) - (lead + speech.shape[0] + trail))
@@ -479,24 +310,6 @@ class _Renderer:
 # ---------------------------------------------------------------------------------------------- build
 
 
-def _claim(corpus: SvMiniCorpus) -> Path:
-    """Clear an earlier (finished or interrupted) corpus in ``root``; refuse files this module did not write."""
-    out, audio_dir = corpus.root, corpus.root / "audio"
-    ours = (out / MARKER).is_file() or (out / _IN_PROGRESS).is_file()
-    written = [corpus.manifest(s) for s in SPLITS] + [corpus.dev_trials, corpus.test_trials, corpus.speakers]
-    if not ours and (any(p.exists() for p in written) or (audio_dir.is_dir() and any(audio_dir.iterdir()))):
-        raise FileExistsError(f"{out} holds corpus files not written by make_sv_mini; use an empty directory")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / _IN_PROGRESS).touch()
-    (out / MARKER).unlink(missing_ok=True)
-    for path in written:
-        path.unlink(missing_ok=True)
-    if audio_dir.is_dir():
-        shutil.rmtree(audio_dir)
-    audio_dir.mkdir()
-    return audio_dir
-
-
 def make_sv_mini(out_dir: str | Path, config: SvMiniConfig = SvMiniConfig(), *, progress: bool = True) -> SvMiniCorpus:
     """Write the corpus under ``out_dir`` and return its paths.
 
@@ -510,7 +323,9 @@ def make_sv_mini(out_dir: str | Path, config: SvMiniConfig = SvMiniConfig(), *, 
     digest = config_hash(config)
     if finished_hash(corpus.root) == digest:
         return corpus
-    audio_dir = _claim(corpus)
+    audio_dir = corpus.root / "audio"
+    written = [corpus.manifest(s) for s in SPLITS] + [corpus.dev_trials, corpus.test_trials, corpus.speakers]
+    claim(corpus.root, written, [audio_dir], "make_sv_mini")
     plan = plan_sv_mini(config)
     render = _Renderer(config)
     by_id = {s.speaker: s for s in plan.speakers}

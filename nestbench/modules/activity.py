@@ -1,0 +1,149 @@
+"""Per-frame speaker activity: frame labels from turns, windows stitched into sessions, turns back out.
+
+A diarization model sees a session through windows and answers, per window, a probability of speech
+for each of ``max_speakers`` output slots, slot order being the order in which speakers first speak
+*in that window* (Sortformer's arrival-time order). Three steps turn that into RTTM:
+
+1. ``stitch``: windows are placed on the session's frame grid one after another. Each window's slots
+   are matched to the session speakers found so far by their agreement on the frames the window
+   shares with what is already placed (Hungarian assignment). A slot with no match becomes a new
+   session speaker. Arrival order makes the match easy: speakers already talking in the shared part
+   come first. A speaker silent through the whole shared part who speaks again later in the window
+   cannot be matched and becomes a new session speaker (scored as confusion); with windows much
+   longer than a pause (90 s windows, 50 % overlap) that is rare, and it is the known limit of
+   stitching without speaker embeddings.
+2. ``binarize``: hysteresis thresholds (``onset`` to switch on, ``offset`` to switch off), an
+   optional median filter, then turns shorter than ``min_duration_on`` dropped and gaps shorter than
+   ``min_duration_off`` filled.
+3. ``turns``: ``(start, duration, speaker)`` per active run, in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def frame_labels(
+    turns: Sequence[tuple[float, float, str]],
+    offset: float,
+    duration: float,
+    frame_shift: float,
+    max_speakers: int,
+) -> tuple[np.ndarray, int]:
+    """``[frames, max_speakers]`` 0/1 targets for the span ``[offset, offset + duration)``: a frame is
+    active for a speaker when its centre lies in one of that speaker's turns. Columns follow arrival
+    order within the span (the speaker who speaks first is column 0). Returns the targets and how
+    many speakers of the span did not fit in ``max_speakers`` (they are left out)."""
+    n = max(1, int(math.ceil(duration / frame_shift - 1e-9)))
+    centres = offset + (np.arange(n) + 0.5) * frame_shift
+    active: dict[str, np.ndarray] = {}
+    for start, dur, speaker in turns:
+        if start + dur <= offset or start >= offset + duration:
+            continue
+        on = (centres >= start) & (centres < start + dur)
+        if on.any():
+            active[speaker] = active.get(speaker, np.zeros(n, bool)) | on
+    order = sorted(active, key=lambda s: (int(np.argmax(active[s])), s))
+    labels = np.zeros((n, max_speakers), np.float32)
+    for column, speaker in enumerate(order[:max_speakers]):
+        labels[:, column] = active[speaker]
+    return labels, max(0, len(order) - max_speakers)
+
+
+def stitch(
+    windows: Sequence[tuple[float, np.ndarray]], frame_shift: float, n_frames: int, min_shared: float = 0.5
+) -> np.ndarray:
+    """Session probabilities ``[n_frames, n_session_speakers]`` from ``(offset seconds, probs [T, S])``
+    windows. ``min_shared`` (seconds of summed activity) is how much a slot and a session speaker must
+    both be active on the shared frames to be matched."""
+    from scipy.optimize import linear_sum_assignment
+
+    total = np.zeros((n_frames, 0), np.float64)
+    weight = np.zeros(n_frames, np.float64)
+    for offset, probs in sorted(windows, key=lambda w: w[0]):
+        first = int(round(offset / frame_shift))
+        probs = np.asarray(probs, np.float64)[: max(0, n_frames - first)]
+        if probs.size == 0:
+            continue
+        span = slice(first, first + probs.shape[0])
+        shared = weight[span] > 0
+        placed = total[span][shared] / weight[span][shared, None] if total.shape[1] else np.zeros((shared.sum(), 0))
+        mine = probs[shared]
+        columns = [-1] * probs.shape[1]
+        if placed.shape[1] and mine.shape[0]:
+            agreement = np.minimum(mine[:, :, None], placed[:, None, :]).sum(0) * frame_shift  # [S, G]
+            rows, cols = linear_sum_assignment(-agreement)
+            for r, c in zip(rows, cols, strict=True):
+                if agreement[r, c] >= min_shared:
+                    columns[r] = int(c)
+        for slot, column in enumerate(columns):
+            if column < 0:
+                if probs[:, slot].max() < 0.5:
+                    continue  # an unused slot: nobody new spoke
+                total = np.concatenate([total, np.zeros((n_frames, 1))], 1)
+                column = total.shape[1] - 1
+            total[span, column] += probs[:, slot]
+        weight[span] += 1.0
+    return total / np.maximum(weight, 1.0)[:, None]
+
+
+@dataclass(frozen=True)
+class PostProcessing:
+    """How probabilities become turns (all tunable on dev DER with ``nestbench sweep``)."""
+
+    onset: float = 0.5
+    offset: float = 0.5
+    median_frames: int = 1
+    min_duration_on: float = 0.0
+    min_duration_off: float = 0.0
+
+
+def binarize(probs: np.ndarray, frame_shift: float, post: PostProcessing) -> np.ndarray:
+    """0/1 activity ``[frames, speakers]`` from probabilities, per ``post``."""
+    probs = np.asarray(probs, np.float64)
+    if post.median_frames > 1 and probs.shape[0]:
+        from scipy.ndimage import median_filter
+
+        probs = median_filter(probs, size=(post.median_frames, 1), mode="nearest")
+    out = np.zeros(probs.shape, bool)
+    for s in range(probs.shape[1]):
+        on = False
+        for t, p in enumerate(probs[:, s]):
+            on = p >= post.offset if on else p >= post.onset
+            out[t, s] = on
+        out[:, s] = _fill_and_prune(out[:, s], frame_shift, post)
+    return out
+
+
+def _fill_and_prune(active: np.ndarray, frame_shift: float, post: PostProcessing) -> np.ndarray:
+    active = active.copy()
+    if post.min_duration_off > 0:
+        for start, end in _runs(~active):
+            if start > 0 and end < len(active) and (end - start) * frame_shift < post.min_duration_off:
+                active[start:end] = True
+    if post.min_duration_on > 0:
+        for start, end in _runs(active):
+            if (end - start) * frame_shift < post.min_duration_on:
+                active[start:end] = False
+    return active
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, end)`` of each run of True."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
+
+
+def turns(
+    activity: np.ndarray, frame_shift: float, names: Sequence[str] | None = None
+) -> list[tuple[float, float, str]]:
+    """``(start, duration, speaker)`` for each active run, sorted by start; speakers ``spk0``, ``spk1``…"""
+    out = []
+    for s in range(activity.shape[1]):
+        name = names[s] if names else f"spk{s}"
+        out += [(a * frame_shift, (b - a) * frame_shift, name) for a, b in _runs(activity[:, s])]
+    return sorted(out)
