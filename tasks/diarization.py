@@ -329,13 +329,17 @@ class ActivityHead(nn.Module):
         self.out = nn.Linear(d_model, max_speakers)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.out(self.hidden(features, lengths))
+
+    def hidden(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The last layer's states [B, T, d_model] (speaker profiles for stitching are made from them)."""
         x = self.proj(features)
         t = torch.arange(x.shape[1], device=x.device, dtype=x.dtype)[:, None]
         freq = torch.exp(torch.arange(0, x.shape[2], 2, device=x.device, dtype=x.dtype) * (-math.log(1e4) / x.shape[2]))
         pos = torch.zeros_like(x[0])
         pos[:, 0::2], pos[:, 1::2] = torch.sin(t * freq), torch.cos(t * freq)[:, : pos[:, 1::2].shape[1]]
         pad = torch.arange(x.shape[1], device=x.device)[None] >= lengths[:, None]
-        return self.out(self.layers(x + pos, src_key_padding_mask=pad))
+        return self.layers(x + pos, src_key_padding_mask=pad)
 
 
 def _frame_bce(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -379,15 +383,15 @@ class SessionEvaluator(KeyedOutputs):
         self.uem = read_uem(eval_set.references["uem"]) if "uem" in eval_set.references else None
         self.uem_name = Path(eval_set.references["uem"]).name if self.uem is not None else None
 
-    def update(self, examples: Sequence[Example], outputs: Sequence[np.ndarray]) -> None:
-        super().update(examples, [(ex.offset, out) for ex, out in zip(examples, outputs, strict=True)])
+    def update(self, examples: Sequence[Example], outputs: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        super().update(examples, [(ex.offset, *out) for ex, out in zip(examples, outputs, strict=True)])
 
     def hypothesis(self) -> dict[str, list[tuple[float, float, str]]]:
         fs, post = self.task.frame_shift, self.task.post
         hyp = {}
         for uri, windows in self.by_key().items():
             n = int(math.ceil(self.durations[uri] / fs))
-            activity = binarize(stitch(windows, fs, n), fs, post)
+            activity = binarize(stitch(windows, fs, n, min_similarity=self.task.stitch_similarity), fs, post)
             hyp[uri] = turns(activity, fs)
         return hyp
 
@@ -453,6 +457,7 @@ class DiarizationTask:
         min_duration_on=at_least(0),
         min_duration_off=at_least(0),
         frame_shift=greater(0),
+        stitch_similarity=between(-1, 2),  # above 1: never join windows by profile alone
     )
     def __init__(
         self,
@@ -474,6 +479,7 @@ class DiarizationTask:
         min_duration_on: float = 0.0,
         min_duration_off: float = 0.0,
         frame_shift: float = 0.08,
+        stitch_similarity: float = 0.8,
     ):
         if eval_hop > eval_window or train_hop > train_window:
             from nestbench.validation import BindingError
@@ -493,6 +499,7 @@ class DiarizationTask:
         )
         self.collar, self.skip_overlap = collar, skip_overlap
         self.post = PostProcessing(onset, offset, median_frames, min_duration_on, min_duration_off)
+        self.stitch_similarity = stitch_similarity
         self.frame_shift = frame_shift  # labels are placed on the encoder's frame grid (80 ms for NEST)
 
     # data
@@ -509,6 +516,8 @@ class DiarizationTask:
             "overlap_scored": not self.skip_overlap,
             "max_speakers": self.max_speakers,
             "post_processing": asdict(self.post),
+            "stitching": f"windows {self.eval_window} s, hop {self.eval_hop} s; slots joined by shared-frame "
+            f"agreement or profile cosine >= {self.stitch_similarity}",
             "units": "fraction",
         }
 
@@ -568,9 +577,15 @@ class DiarizationTask:
             loss = loss + (1 - w) * pit_loss(logits, targets, valid)
         return loss
 
-    def infer(self, head: ActivityHead, features, lengths) -> list[np.ndarray]:
-        probs = torch.sigmoid(head(features, lengths).float()).cpu().numpy()
-        return [p[: int(n)] for p, n in zip(probs, lengths.tolist(), strict=True)]
+    def infer(self, head: ActivityHead, features, lengths) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per window: probabilities [T, S] and each slot's profile [S, d_model] (its activity-weighted mean state)."""
+        states = head.hidden(features, lengths)
+        probs = torch.sigmoid(head.out(states).float())
+        valid = (torch.arange(probs.shape[1], device=probs.device)[None] < lengths[:, None]).float()[..., None]
+        weights = probs * valid
+        profiles = torch.einsum("bts,btd->bsd", weights, states.float()) / weights.sum(1).clamp(min=1e-6)[..., None]
+        probs, profiles = probs.cpu().numpy(), profiles.cpu().numpy()
+        return [(p[: int(n)], v) for p, v, n in zip(probs, profiles, lengths.tolist(), strict=True)]
 
     def evaluator(self, eval_set: EvalSet, entries: Sequence[dict]) -> SessionEvaluator:
         return SessionEvaluator(eval_set, entries, self)

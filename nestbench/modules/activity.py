@@ -55,16 +55,28 @@ def frame_labels(
 
 
 def stitch(
-    windows: Sequence[tuple[float, np.ndarray]], frame_shift: float, n_frames: int, min_shared: float = 0.5
+    windows: Sequence[tuple],
+    frame_shift: float,
+    n_frames: int,
+    min_shared: float = 0.5,
+    min_similarity: float = 1.0,
 ) -> np.ndarray:
     """Session probabilities ``[n_frames, n_session_speakers]`` from ``(offset seconds, probs [T, S])``
-    windows. ``min_shared`` (seconds of summed activity) is how much a slot and a session speaker must
-    both be active on the shared frames to be matched."""
+    or ``(offset, probs, profiles [S, E])`` windows.
+
+    A slot joins the session speaker it agrees with on the shared frames (``min_shared`` seconds of
+    joint activity at least) or, when windows carry speaker profiles (the model's activity-weighted
+    mean state per slot), the one whose running profile is closest (cosine >= ``min_similarity``):
+    that second rule finds a speaker who is silent through the shared part. One Hungarian assignment
+    per window, on agreement seconds plus cosine."""
     from scipy.optimize import linear_sum_assignment
 
     total = np.zeros((n_frames, 0), np.float64)
     weight = np.zeros(n_frames, np.float64)
-    for offset, probs in sorted(windows, key=lambda w: w[0]):
+    profiles: list[np.ndarray] = []  # per session speaker: activity-weighted sum of slot profiles
+    for window in sorted(windows, key=lambda w: w[0]):
+        offset, probs = window[0], window[1]
+        mine_profiles = np.asarray(window[2], np.float64) if len(window) > 2 else None
         first = int(round(offset / frame_shift))
         probs = np.asarray(probs, np.float64)[: max(0, n_frames - first)]
         if probs.size == 0:
@@ -72,23 +84,35 @@ def stitch(
         span = slice(first, first + probs.shape[0])
         shared = weight[span] > 0
         placed = total[span][shared] / weight[span][shared, None] if total.shape[1] else np.zeros((shared.sum(), 0))
-        mine = probs[shared]
         columns = [-1] * probs.shape[1]
-        if placed.shape[1] and mine.shape[0]:
-            agreement = np.minimum(mine[:, :, None], placed[:, None, :]).sum(0) * frame_shift  # [S, G]
-            rows, cols = linear_sum_assignment(-agreement)
+        active = probs.max(0) >= 0.5
+        if total.shape[1]:
+            agreement = np.minimum(probs[shared][:, :, None], placed[:, None, :]).sum(0) * frame_shift  # [S, G]
+            similarity = np.zeros_like(agreement)
+            if mine_profiles is not None:
+                similarity = _cosine(mine_profiles, np.stack(profiles))
+            rows, cols = linear_sum_assignment(-(agreement + similarity))
             for r, c in zip(rows, cols, strict=True):
-                if agreement[r, c] >= min_shared:
+                if agreement[r, c] >= min_shared or (active[r] and similarity[r, c] >= min_similarity):
                     columns[r] = int(c)
         for slot, column in enumerate(columns):
             if column < 0:
-                if probs[:, slot].max() < 0.5:
+                if not active[slot]:
                     continue  # an unused slot: nobody new spoke
                 total = np.concatenate([total, np.zeros((n_frames, 1))], 1)
+                profiles.append(np.zeros(mine_profiles.shape[1]) if mine_profiles is not None else np.zeros(1))
                 column = total.shape[1] - 1
             total[span, column] += probs[:, slot]
+            if mine_profiles is not None:
+                profiles[column] = profiles[column] + mine_profiles[slot] * probs[:, slot].sum()
         weight[span] += 1.0
     return total / np.maximum(weight, 1.0)[:, None]
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return a @ b.T
 
 
 @dataclass(frozen=True)

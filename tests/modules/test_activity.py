@@ -67,3 +67,16 @@ def test_turns_are_seconds_per_active_run():
     a = np.zeros((10, 2), bool)
     a[2:5, 0] = a[4:10, 1] = True
     assert turns(a, 0.1) == [(0.2, 0.30000000000000004, "spk0"), (0.4, 0.6000000000000001, "spk1")]
+
+
+def test_stitch_rejoins_a_speaker_silent_through_the_shared_part_by_profile():
+    # X speaks 0-50 and again 250-300; Y speaks 60-300. Window 2 (100-300) shares frames 100-200 with
+    # window 1, where X is silent: only X's profile can say that the slot speaking at 250 is X again.
+    w1 = _probs([(0, 0, 50), (1, 60, 200)], 200)
+    w2 = _probs([(0, 0, 200), (1, 150, 200)], 200)
+    x, y = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    windows = [(0.0, w1, np.stack([x, y, y, y])), (100 * FS, w2, np.stack([y, x, y, y]))]
+    joined = stitch(windows, FS, 300, min_similarity=0.9)
+    assert joined.shape[1] == 2 and (joined[250:, 0] > 0.5).all()
+    apart = stitch([w[:2] for w in windows], FS, 300)
+    assert apart.shape[1] == 3  # without profiles X comes back as a third speaker

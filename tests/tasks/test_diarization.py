@@ -73,8 +73,10 @@ def test_evaluator_stitches_windows_scores_and_writes_rttm(tmp_path):
         n = int(round(10.0 / 0.08))
         t = w.offset + (np.arange(n) + 0.5) * 0.08
         a, b = (t < 8.0).astype(float), (t >= 8.0).astype(float)
-        cols = [a, b] if a.any() else [b, a]
-        outputs.append(np.stack([*cols, np.zeros(n), np.zeros(n)], 1))
+        order = [0, 1] if a.any() else [1, 0]
+        cols = [(a, b)[i] for i in order]
+        profiles = np.eye(4)[order + [2, 3]]  # each slot's profile names its speaker
+        outputs.append((np.stack([*cols, np.zeros(n), np.zeros(n)], 1), profiles))
     ev.update(windows[::-1], outputs[::-1])  # any order
     m = ev.compute()
     assert m["der"] < 0.02 and m["baseline_der_one_speaker"] == pytest.approx(0.5, abs=0.02)
