@@ -297,7 +297,17 @@ def _trainer(exp: Experiment, run_dir: Path, loggers, progress: bool, callbacks:
         monitor=f"dev/{metric.name}",
         mode=metric.direction,
         save_top_k=1,
-        save_last=True,
+        enable_version_counter=False,
+    )
+    # Lightning 2.6's save_last refreshes last.ckpt only when the best checkpoint changes: a run whose
+    # dev metric stopped improving would resume from its best epoch and redo (or lose) every later one.
+    # A separate callback writes last.ckpt at the end of every training epoch, after its validation.
+    last_cb = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
     trainer = pl.Trainer(
@@ -314,7 +324,7 @@ def _trainer(exp: Experiment, run_dir: Path, loggers, progress: bool, callbacks:
         log_every_n_steps=t.log_every_n_steps,
         deterministic=t.deterministic,
         logger=loggers,
-        callbacks=[best_cb, *callbacks],
+        callbacks=[best_cb, last_cb, *callbacks],
         enable_progress_bar=progress,
         default_root_dir=str(run_dir),
         limit_train_batches=t.limit_train_batches,

@@ -98,3 +98,22 @@ def test_prepare_fills_the_cache_and_the_run_only_trains(nestbench, tiny_frozen_
     assert run.returncode == 0, run.stderr[-3000:]
     (record,) = ResultsStore(tmp_path / "runs" / "results.jsonl").read()
     assert record["feature_cache"] == {**summary["feature_cache"], "hits": N_UTTERANCES, "computed": 0}
+
+
+def test_last_checkpoint_is_the_last_epoch_even_when_dev_stops_improving(
+    nestbench, tiny_frozen_spec, run_env, tmp_path
+):
+    """Resume reads last.ckpt: it must hold the final epoch, not the best one (Lightning's save_last
+    alone refreshes it only when the best changes). Validation every 2 of 3 epochs leaves the final
+    epoch without a new best, deterministically."""
+    spec = tmp_path / "every_other.gin"
+    spec.write_text(
+        f"include '{tiny_frozen_spec}'\nTrainerSetup.max_epochs = 3\nTrainerSetup.check_val_every_n_epoch = 2\n"
+    )
+    proc = nestbench("run", str(spec), "--quiet", "--wandb", "disabled", env=run_env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = _runs(tmp_path / "runs", "quickstart_slurp_frozen")
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    best = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert best["epoch"] == 1 and last["epoch"] == 2
+    assert last["global_step"] == json.loads((run / "run.json").read_text())["steps"]
