@@ -28,6 +28,7 @@ from .feature_cache import cache_utterance
 from .manifest import ManifestError, read_manifest
 from .provenance import portable_path
 from .task import DataSplits, EvalSet, Example, Task
+from .validation import NON_EMPTY, checked
 
 log = logging.getLogger(__name__)
 
@@ -362,6 +363,7 @@ class ManifestData:
 
     eval_recordings = "as listed"
 
+    @checked(train=NON_EMPTY, dev=NON_EMPTY)
     def __init__(
         self,
         train: Sequence[str] | str,

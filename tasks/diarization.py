@@ -368,6 +368,13 @@ def pit_loss(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -
 
 
 # --- the evaluator -------------------------------------------------------------------------------
+def session_turns(windows: Sequence[tuple], duration: float, task: DiarizationTask) -> list[tuple[float, float, str]]:
+    """A session's turns from its windows' ``(offset, probs, profiles)``: stitched, then post-processed."""
+    fs = task.frame_shift
+    probs = stitch(windows, fs, int(math.ceil(duration / fs)), min_similarity=task.stitch_similarity)
+    return turns(binarize(probs, fs, task.post), fs)
+
+
 class SessionEvaluator(KeyedOutputs):
     """Window probabilities per session, stitched, binarized, written as RTTM and scored by DER."""
 
@@ -387,13 +394,7 @@ class SessionEvaluator(KeyedOutputs):
         super().update(examples, [(ex.offset, *out) for ex, out in zip(examples, outputs, strict=True)])
 
     def hypothesis(self) -> dict[str, list[tuple[float, float, str]]]:
-        fs, post = self.task.frame_shift, self.task.post
-        hyp = {}
-        for uri, windows in self.by_key().items():
-            n = int(math.ceil(self.durations[uri] / fs))
-            activity = binarize(stitch(windows, fs, n, min_similarity=self.task.stitch_similarity), fs, post)
-            hyp[uri] = turns(activity, fs)
-        return hyp
+        return {uri: session_turns(w, self.durations[uri], self.task) for uri, w in self.by_key().items()}
 
     def score(self, hypothesis: dict):
         t = self.task

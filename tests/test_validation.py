@@ -7,10 +7,11 @@ from typing import Literal
 
 import pytest
 
+from nestbench.data import ManifestData
 from nestbench.experiment import EncoderSetup, OptimizerSetup, TrainerSetup
 from nestbench.spec import SpecError, load_spec
 from nestbench.validation import BindingError, describe, matches
-from tasks import SluTask, SpeakerVerificationTask, VoxCelebData
+from tasks import DiarizationTask, SluTask, SpeakerVerificationTask, VoxCelebData
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "experiments" / "quickstart" / "slurp.gin"
@@ -62,6 +63,11 @@ def test_what_is_allowed_reads_as_words():
         (lambda: SpeakerVerificationTask(score_norm="snorm"), "SpeakerVerificationTask.score_norm", "'asnorm'"),
         (lambda: SluTask(d_model=30, n_heads=4), "SluTask.d_model", "not divisible"),
         (lambda: VoxCelebData("v1", "t", train_on="vox2"), "VoxCelebData.train_on", "'voxceleb2_dev'"),
+        (lambda: ManifestData(train="", dev="d.jsonl"), "ManifestData.train", "not be empty"),
+        (lambda: ManifestData(train="t.jsonl", dev="d.jsonl", tests={"x": 5}), "ManifestData.tests", "a dict"),
+        (lambda: DiarizationTask(onset=1.5), "DiarizationTask.onset", "[0, 1]"),
+        (lambda: DiarizationTask(max_speakers=12), "DiarizationTask.max_speakers", "[1, 8]"),
+        (lambda: DiarizationTask(train_window=8.0, train_hop=9.0), "DiarizationTask.train_hop", "hop"),
     ],
 )
 def test_setup_objects_refuse_impossible_values(build, binding, allowed):
