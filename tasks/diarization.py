@@ -140,7 +140,9 @@ class RttmData:
             sessions = {uri: (a, _seconds(a)) for uri, (a, _) in sessions.items()}
             manifest = session_manifest(s["rttm"], sessions, out / f"{name}.jsonl")
             refs = {"rttm": s["rttm"], **({"uem": s["uem"]} if "uem" in s else {})}
-            sets[name] = EvalSet(name, manifest, refs, {"rttm": s["rttm"].name})
+            sets[name] = EvalSet(
+                name, manifest, refs, {"rttm": s["rttm"].name, "uem": s["uem"].name if "uem" in s else "none"}
+            )
         tests = tuple(v for k, v in sets.items() if k not in ("train", "dev"))
         return DataSplits(train=(sets["train"].manifest,), dev=sets["dev"], tests=tests)
 
@@ -221,7 +223,7 @@ class CallhomeData:
             rttm = out / f"{name}.rttm"
             write_rttm(rttm, {u: ref.get(u, []) for u in ids})
             manifest = session_manifest(rttm, {u: audio[u] for u in ids}, out / f"{name}.jsonl")
-            sets[name] = EvalSet(name, manifest, {"rttm": rttm}, {"corpus": "callhome-ldc2001s97", "split": name})
+            sets[name] = EvalSet(name, manifest, {"rttm": rttm}, {"corpus": "callhome-ldc2001s97", "uem": "none"})
         tests = tuple(sets[f"callhome_{n}spk"] for n in self.test_speakers)
         return DataSplits(train=(sets["train"].manifest,), dev=sets["dev"], tests=tests)
 

@@ -153,7 +153,10 @@ def _place_one(run: Run, table: Table) -> Placed | Refusal | str | None:
     rec = run.record
     if not all(m.matches(rec) for m in table.match):
         return None
-    columns = [c for c in table.columns if all(m.matches(rec) for m in c.match)]
+    scored = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+    columns = [
+        c for c in table.columns if all(m.matches(rec) for m in c.match) and (c.split is None or c.split in scored)
+    ]
     if not columns:
         conditions = "; ".join(
             " and ".join(f"{m.path} = {m.value!r}" for m in c.match) or "(none)" for c in table.columns
@@ -165,7 +168,7 @@ def _place_one(run: Run, table: Table) -> Placed | Refusal | str | None:
     values: dict[str, float] = {}
     for col in columns:
         reasons += [f"column {col.id}: {why}" for r in col.requires if (why := r.check(rec))]
-        value, why = _value(rec, table.split_for(board), col)
+        value, why = _value(rec, col.split or table.split_for(board), col)
         if why:
             reasons.append(f"column {col.id}: {why}")
         else:

@@ -25,6 +25,7 @@ wrong number is fixed in one place and re-rendered. Format (one file per table, 
       quickstart: {split: test, requires: {sets.test.trial_list: sv-mini-test}}
     columns:
       - {id: intent_acc, label: Intent acc, metric: intent_acc, match: {}, requires: {}}
+      - {id: callhome_2spk, label: ..., metric: der, split: callhome_2spk}   # a named test set of its own
     rows:                             # the card's rows
       - {checkpoint: nvidia/ssl_en_nest_large_v1.0, system: ..., mode: finetune, values: {intent_acc: 89.79}}
 
@@ -33,6 +34,8 @@ mismatch. A requirement is a plain value (equality; booleans only equal booleans
 ``{contains: "..."}`` (substring of a string) or ``{present: true}`` (the key exists, even if null).
 A board override's ``split`` and ``requires`` replace the table's own for that board's records (a
 quickstart names its evaluation sets and trial lists differently); keys it leaves out keep the table's.
+A column with its own ``split`` shows that named test set (one run fills several columns: CALLHOME
+by number of speakers); it applies to the records that scored that set.
 """
 
 from __future__ import annotations
@@ -132,6 +135,7 @@ class Column:
     bounds: dict[str, tuple[float, float]]  # record convention.units -> [low, high] of a recorded value
     match: tuple[Requirement, ...]
     requires: tuple[Requirement, ...]
+    split: str | None = None  # a named test set of its own; None: the table's (or board's) split
 
     @property
     def header(self) -> str:
@@ -294,6 +298,7 @@ def _column(spec: _Spec, defaults: dict) -> Column:
         bounds=bounds,
         match=spec.requirements("match"),
         requires=spec.requirements("requires"),
+        split=spec.text("split") if "split" in spec.data else None,
     )
 
 

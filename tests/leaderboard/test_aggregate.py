@@ -259,3 +259,25 @@ def test_evaluations_add_their_sets_to_the_run_they_evaluated():
     assert placed.record["metrics"]["voxceleb1_o"]["eer"] == 0.05  # the run's own number is kept
     assert placed.record["sets"]["voxceleb1_h"]["trial_list"] == "voxceleb1-h-cleaned"
     assert [r.run for r in result.refusals] == ["sv_voxceleb/r2"]  # its run is in no store: no dev score
+
+
+def test_one_diarization_run_fills_a_column_per_named_test_set():
+    sets = {n: {"manifest": f"{n}.jsonl", "uem": "none"} for n in ("dev", "callhome_2spk", "callhome_3spk")}
+    rec = _record(
+        run_id="e",
+        experiment="diar_callhome",
+        spec="experiments/diar_callhome.gin",
+        task="diar",
+        convention={"collar_per_side": 0.25, "overlap_scored": True, "units": "fraction"},
+        metrics={"dev": {"der": 0.12}, "callhome_2spk": {"der": 0.071}, "callhome_3spk": {"der": 0.104}},
+        sets=sets,
+    )
+    result = place([Run(rec, Path("s.jsonl"))], load_tables())
+    assert not result.refusals
+    (row,) = result.rows[("full", "diarization")]
+    assert set(row.cells) == {"callhome_2spk", "callhome_3spk"}  # no callhome_4spk or DIHARD set scored
+    assert row.cells["callhome_2spk"].value == pytest.approx(7.1)
+    # the same run at the card's other collar is refused per column, naming the set's column
+    wrong = dict(rec, run_id="f", convention={**rec["convention"], "collar_per_side": 0.0})
+    (refusal,) = place([Run(wrong, Path("s.jsonl"))], load_tables()).refusals
+    assert any("column callhome_3spk: convention.collar_per_side is 0.0" in r for r in refusal.reasons)
