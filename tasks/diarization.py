@@ -320,11 +320,23 @@ def _hash(value) -> str:
 class ActivityHead(nn.Module):
     """features [B, T, D] -> speech probability logits [B, T, max_speakers] (a few transformer layers).
 
-    A sinusoidal position code is added before the layers: arrival order is about *when*, and frozen
-    features need not carry position."""
+    A sinusoidal position code is added before the layers (``positional``): arrival order is about
+    *when*, and frozen features need not carry position. Without it the head is equivariant in time
+    and, trained with the permutation-invariant loss alone, reads a whole session of any length in
+    one window (SA-EEND's choice), so nothing needs stitching."""
 
-    def __init__(self, feature_dim: int, d_model: int, n_layers: int, n_heads: int, max_speakers: int, dropout: float):
+    def __init__(
+        self,
+        feature_dim: int,
+        d_model: int,
+        n_layers: int,
+        n_heads: int,
+        max_speakers: int,
+        dropout: float,
+        positional: bool = True,
+    ):
         super().__init__()
+        self.positional = positional
         self.proj = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, d_model))
         layer = nn.TransformerEncoderLayer(d_model, n_heads, 4 * d_model, dropout, batch_first=True, norm_first=True)
         self.layers = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
@@ -336,11 +348,13 @@ class ActivityHead(nn.Module):
     def hidden(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The last layer's states [B, T, d_model] (speaker profiles for stitching are made from them)."""
         x = self.proj(features)
+        pad = torch.arange(x.shape[1], device=x.device)[None] >= lengths[:, None]
+        if not self.positional:
+            return self.layers(x, src_key_padding_mask=pad)
         t = torch.arange(x.shape[1], device=x.device, dtype=x.dtype)[:, None]
         freq = torch.exp(torch.arange(0, x.shape[2], 2, device=x.device, dtype=x.dtype) * (-math.log(1e4) / x.shape[2]))
         pos = torch.zeros_like(x[0])
         pos[:, 0::2], pos[:, 1::2] = torch.sin(t * freq), torch.cos(t * freq)[:, : pos[:, 1::2].shape[1]]
-        pad = torch.arange(x.shape[1], device=x.device)[None] >= lengths[:, None]
         return self.layers(x + pos, src_key_padding_mask=pad)
 
 
@@ -483,7 +497,16 @@ class DiarizationTask:
         min_duration_off: float = 0.0,
         frame_shift: float = 0.08,
         stitch_similarity: float = 0.8,
+        positional: bool = True,
     ):
+        if not positional and sort_loss_weight > 0:
+            from nestbench.validation import BindingError
+
+            raise BindingError(
+                "the sort loss orders slots by arrival time, which a head without positions cannot see: "
+                "positional = False needs sort_loss_weight = 0",
+                ["DiarizationTask.positional", "DiarizationTask.sort_loss_weight"],
+            )
         if eval_hop > eval_window or train_hop > train_window:
             from nestbench.validation import BindingError
 
@@ -502,7 +525,7 @@ class DiarizationTask:
         )
         self.collar, self.skip_overlap = collar, skip_overlap
         self.post = PostProcessing(onset, offset, median_frames, min_duration_on, min_duration_off)
-        self.stitch_similarity = stitch_similarity
+        self.stitch_similarity, self.positional = stitch_similarity, positional
         self.frame_shift = frame_shift  # labels are placed on the encoder's frame grid (80 ms for NEST)
 
     # data
@@ -519,6 +542,7 @@ class DiarizationTask:
             "overlap_scored": not self.skip_overlap,
             "max_speakers": self.max_speakers,
             "post_processing": asdict(self.post),
+            "positional": self.positional,
             "stitching": f"windows {self.eval_window} s, hop {self.eval_hop} s; slots joined by shared-frame "
             f"agreement or profile cosine >= {self.stitch_similarity}",
             "units": "fraction",
@@ -563,7 +587,13 @@ class DiarizationTask:
                 f"{encoder.frame_shift} s apart: bind DiarizationTask.frame_shift = {encoder.frame_shift}"
             )
         return ActivityHead(
-            encoder.feature_dim, self.d_model, self.n_layers, self.n_heads, self.max_speakers, self.dropout
+            encoder.feature_dim,
+            self.d_model,
+            self.n_layers,
+            self.n_heads,
+            self.max_speakers,
+            self.dropout,
+            self.positional,
         )
 
     def loss(self, head: ActivityHead, features, lengths, batch: dict) -> torch.Tensor:
