@@ -68,6 +68,7 @@ def test_what_is_allowed_reads_as_words():
         (lambda: DiarizationTask(onset=1.5), "DiarizationTask.onset", "[0, 1]"),
         (lambda: DiarizationTask(max_speakers=12), "DiarizationTask.max_speakers", "[1, 8]"),
         (lambda: DiarizationTask(train_window=8.0, train_hop=9.0), "DiarizationTask.train_hop", "hop"),
+        (lambda: DiarizationTask(positional=False), "DiarizationTask.sort_loss_weight", "cannot see"),
     ],
 )
 def test_setup_objects_refuse_impossible_values(build, binding, allowed):

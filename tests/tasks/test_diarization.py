@@ -31,6 +31,7 @@ DiarizationTask.n_layers = 1
 DiarizationTask.n_heads = 2
 TrainerSetup.batch_size = 4
 TrainerSetup.max_epochs = 2
+TrainerSetup.check_val_every_n_epoch = 1
 """
 
 
