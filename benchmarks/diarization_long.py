@@ -49,9 +49,11 @@ def main() -> None:
         wav = Path(tmp) / "long.wav"
         n = int(args.minutes * 60 * 16000)
         rng = np.random.default_rng(0)
-        env = 0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * np.arange(n) / 16000)  # syllable-rate envelope
-        sf.write(wav, (0.1 * env * rng.standard_normal(n)).astype(np.float32), 16000, subtype="PCM_16")
-        del env
+        with sf.SoundFile(wav, "w", 16000, 1, subtype="PCM_16") as out:  # a minute at a time: the peak below is ours
+            for start in range(0, n, 60 * 16000):
+                t = np.arange(start, min(n, start + 60 * 16000))
+                env = 0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * t / 16000)  # syllable-rate envelope
+                out.write((0.1 * env * rng.standard_normal(len(t))).astype(np.float32))
         entry = {"id": "long", "audio_filepath": str(wav), "duration": n / 16000}
         windows = task.examples(entry, "eval")
         base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
