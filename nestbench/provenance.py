@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import subprocess
 from importlib import metadata
@@ -24,6 +25,11 @@ PACKAGES = (
     "sacrebleu",
     "pyannote.metrics",
 )
+
+
+def short_hash(value) -> str:
+    """12 hex digits of sha256 over ``value`` as sorted JSON: names a prepared-data folder by its inputs."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def git_state(path: str | Path = ".") -> dict:

@@ -39,8 +39,9 @@ from torch import nn
 from nestbench.commands import Arg, Verb
 from nestbench.metrics.diarization import DiarizationDataError, diarization_error, read_rttm, read_uem, write_rttm
 from nestbench.modules.activity import PostProcessing, binarize, frame_labels, stitch, turns
+from nestbench.provenance import short_hash
 from nestbench.task import DataSplits, EncoderView, EvalSet, Example, KeyedOutputs, Metric, Stage
-from nestbench.validation import NON_EMPTY, SEED, at_least, between, checked, greater
+from nestbench.validation import NON_EMPTY, SEED, BindingError, at_least, between, checked, greater
 
 
 # --- data sources ------------------------------------------------------------------------------
@@ -90,7 +91,7 @@ class DiarMiniData:
     def prepare(self, work_dir: Path) -> DataSplits:
         from nestbench.synth.diar_mini import make_diar_mini
 
-        key = _hash(asdict(self.config))
+        key = short_hash(asdict(self.config))
         corpus = make_diar_mini(Path(work_dir) / f"diar_mini-{key}", self.config)
         sessions_dir = Path(work_dir) / f"diar_mini-{key}-sessions"  # beside the corpus, which holds only its own files
         sessions_dir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +133,10 @@ class RttmData:
         return problems
 
     def prepare(self, work_dir: Path) -> DataSplits:
-        out = Path(work_dir) / f"rttm-{_hash({k: {a: str(b) for a, b in v.items()} for k, v in self.splits.items()})}"
+        out = (
+            Path(work_dir)
+            / f"rttm-{short_hash({k: {a: str(b) for a, b in v.items()} for k, v in self.splits.items()})}"
+        )
         out.mkdir(parents=True, exist_ok=True)
         sets = {}
         for name, s in self.splits.items():
@@ -203,15 +207,14 @@ class CallhomeData:
     def prepare(self, work_dir: Path) -> DataSplits:
         from lhotse.recipes.callhome_english import prepare_callhome_english
 
-        key = _hash([str(self.audio_dir), str(self.key_dir), str(self.lists_dir), self.dev_fraction, self.seed])
+        key = short_hash([str(self.audio_dir), str(self.key_dir), str(self.lists_dir), self.dev_fraction, self.seed])
         out = Path(work_dir) / f"callhome-{key}"
         out.mkdir(parents=True, exist_ok=True)
         manifests = prepare_callhome_english(self.audio_dir, rttm_dir=self.key_dir, absolute_paths=True)
         audio = {r.id: (str(r.sources[0].source), r.duration) for r in manifests["recordings"]}
         parts = {p: self._lists(p) for p in ("part1", "part2")}
         part1 = sorted(u for ids in parts["part1"].values() for u in ids)
-        rng = np.random.default_rng(self.seed)
-        held = set(rng.choice(part1, size=max(1, int(round(self.dev_fraction * len(part1)))), replace=False).tolist())
+        held = held_out(part1, self.dev_fraction, self.seed)
         groups = {"train": [u for u in part1 if u not in held], "dev": sorted(held)}
         groups |= {f"callhome_{n}spk": sorted(parts["part2"].get(n, [])) for n in self.test_speakers}
         ref = read_rttm(self.key_dir / "fullref.rttm")
@@ -264,7 +267,10 @@ class Dihard3Data:
     def prepare(self, work_dir: Path) -> DataSplits:
         from lhotse.recipes.dihard3 import prepare_dihard3
 
-        out = Path(work_dir) / f"dihard3-{_hash([str(self.dev_dir), str(self.eval_dir), self.dev_fraction, self.seed])}"
+        out = (
+            Path(work_dir)
+            / f"dihard3-{short_hash([str(self.dev_dir), str(self.eval_dir), self.dev_fraction, self.seed])}"
+        )
         out.mkdir(parents=True, exist_ok=True)
         manifests = prepare_dihard3(self.dev_dir, self.eval_dir, uem_manifest=True)
         sessions, refs, uems = {}, {}, {}
@@ -277,8 +283,7 @@ class Dihard3Data:
             for s in m["uem"]:
                 uems[part][s.recording_id].append((s.start, s.start + s.duration))
         dev_ids = sorted(sessions["dev"])
-        rng = np.random.default_rng(self.seed)
-        held = set(rng.choice(dev_ids, size=max(1, int(round(self.dev_fraction * len(dev_ids)))), replace=False))
+        held = held_out(dev_ids, self.dev_fraction, self.seed)
         few = [u for u, ts in refs["eval"].items() if len({t[2] for t in ts}) <= self.max_test_speakers]
         groups = {
             "train": ("dev", [u for u in dev_ids if u not in held]),
@@ -297,6 +302,12 @@ class Dihard3Data:
         return DataSplits(train=(sets["train"].manifest,), dev=sets["dev"], tests=tests)
 
 
+def held_out(ids: Sequence[str], fraction: float, seed: int) -> set[str]:
+    """A seeded ``fraction`` of ``ids`` (at least one) held out of training to select checkpoints."""
+    rng = np.random.default_rng(seed)
+    return set(rng.choice(list(ids), size=max(1, int(round(fraction * len(ids)))), replace=False).tolist())
+
+
 def _write_uem(path: Path, segments: dict[str, list[tuple[float, float]]]) -> None:
     from nestbench.fileio import write_text_atomic
 
@@ -308,12 +319,6 @@ def _seconds(path: str) -> float:
     from nestbench.audio import AudioReader
 
     return AudioReader().duration(path)
-
-
-def _hash(value) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 # --- the head and its losses ----------------------------------------------------------------------
@@ -500,16 +505,12 @@ class DiarizationTask:
         positional: bool = True,
     ):
         if not positional and sort_loss_weight > 0:
-            from nestbench.validation import BindingError
-
             raise BindingError(
                 "the sort loss orders slots by arrival time, which a head without positions cannot see: "
                 "positional = False needs sort_loss_weight = 0",
                 ["DiarizationTask.positional", "DiarizationTask.sort_loss_weight"],
             )
         if eval_hop > eval_window or train_hop > train_window:
-            from nestbench.validation import BindingError
-
             raise BindingError(
                 "a window hop larger than the window leaves audio unseen (train_hop <= train_window, "
                 "eval_hop <= eval_window)",

@@ -15,8 +15,6 @@ SLURP-format corpus synthesised offline for the quickstart). Both go through the
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +27,7 @@ from nestbench.commands import Arg, Verb
 from nestbench.metrics.slurp import SlotValue, SluPrediction, score_slurp, write_predictions
 from nestbench.modules.beam_search import beam_search
 from nestbench.modules.text_decoder import TransformerTextDecoder, sequence_loss, teacher_forcing_batch
+from nestbench.provenance import short_hash
 from nestbench.recipes.slurp import SPLITS, prepare_slurp
 from nestbench.task import DataSplits, EncoderView, EvalSet, Example, KeyedOutputs, Metric, Stage, whole
 from nestbench.text.tokenizer import SentencePieceTokenizer
@@ -120,7 +119,7 @@ class MiniSlurpData:
     def prepare(self, work_dir: Path) -> DataSplits:
         from nestbench.synth.slurp_mini import make_mini_slurp
 
-        key = hashlib.sha256(json.dumps(asdict(self.config), sort_keys=True).encode()).hexdigest()[:12]
+        key = short_hash(asdict(self.config))
         corpus = make_mini_slurp(Path(work_dir) / f"mini_slurp-{key}" / "corpus", self.config)
         out = corpus.parent / "prepared"
         manifests = prepare_slurp(corpus, out, splits=("train", "devel", "test"), recordings="all")

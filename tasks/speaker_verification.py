@@ -43,6 +43,7 @@ from nestbench.metrics.verification import (
     read_trials,
     verification_metrics,
 )
+from nestbench.provenance import short_hash
 from nestbench.task import DataSplits, EncoderView, EvalSet, Example, KeyedOutputs, Metric, Stage
 from nestbench.validation import NON_EMPTY, SEED, at_least, between, checked, greater
 
@@ -95,7 +96,7 @@ class SvMiniData:
     def prepare(self, work_dir: Path) -> DataSplits:
         from nestbench.synth.sv_mini import make_sv_mini
 
-        key = _hash(asdict(self.config))
+        key = short_hash(asdict(self.config))
         corpus = make_sv_mini(Path(work_dir) / f"sv_mini-{key}", self.config)
         root = Path(corpus.root)
         cohort = _cohort(root / "train.jsonl", self.cohort_per_speaker)
@@ -166,7 +167,7 @@ class VoxCelebData:
     def prepare(self, work_dir: Path) -> DataSplits:
         out = (
             Path(work_dir)
-            / f"voxceleb-{_hash([str(self.vox1), str(self.vox2), self.train_on, self.n_dev_speakers, self.seed])}"
+            / f"voxceleb-{short_hash([str(self.vox1), str(self.vox2), self.train_on, self.n_dev_speakers, self.seed])}"
         )
         out.mkdir(parents=True, exist_ok=True)
         lists = {name: self.trials_dir / f for name, f in self.LISTS.items() if (self.trials_dir / f).is_file()}
@@ -280,12 +281,6 @@ def _write_trials(path: Path, trials: Sequence[tuple[int, str, str]]) -> None:
     from nestbench.fileio import write_text_atomic
 
     write_text_atomic(path, "".join(f"{label} {a} {b}\n" for label, a, b in trials))
-
-
-def _hash(value) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 # --- the head ------------------------------------------------------------------------------------
