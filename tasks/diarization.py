@@ -38,10 +38,13 @@ from torch import nn
 
 from nestbench.commands import Arg, Verb
 from nestbench.metrics.diarization import DiarizationDataError, diarization_error, read_rttm, read_uem, write_rttm
-from nestbench.modules.activity import PostProcessing, binarize, frame_labels, stitch, turns
+from nestbench.modules.activity import PostProcessing, binarize, frame_activity, frame_labels, stitch, turns
+from nestbench.modules.margin_softmax import aam_softmax_loss
 from nestbench.provenance import short_hash
 from nestbench.task import DataSplits, EncoderView, EvalSet, Example, KeyedOutputs, Metric, Stage
 from nestbench.validation import NON_EMPTY, SEED, BindingError, at_least, between, checked, greater
+
+SPEAKER_DIM, SPEAKER_MARGIN, SPEAKER_SCALE = 128, 0.2, 30.0  # the auxiliary speaker loss (as the SV head's AAM)
 
 
 # --- data sources ------------------------------------------------------------------------------
@@ -64,12 +67,23 @@ class DiarMiniData:
     """Conversations synthesised offline with espeak-ng (``nestbench.synth.diar_mini``): 2-4 speakers per
     session, turn-taking with pauses and overlaps, background noise, voices disjoint between splits."""
 
-    @checked(n_train_sessions=at_least(1), n_dev_sessions=at_least(1), n_test_sessions=at_least(1), seed=SEED)
+    @checked(
+        n_train_sessions=at_least(1),
+        n_dev_sessions=at_least(1),
+        n_test_sessions=at_least(1),
+        n_train_speakers=at_least(4),
+        n_dev_speakers=at_least(4),
+        n_test_speakers=at_least(4),
+        seed=SEED,
+    )
     def __init__(
         self,
         n_train_sessions: int = 40,
         n_dev_sessions: int = 8,
         n_test_sessions: int = 12,
+        n_train_speakers: int = 36,
+        n_dev_speakers: int = 10,
+        n_test_speakers: int = 14,
         min_session_s: float = 60.0,
         max_session_s: float = 180.0,
         seed: int = 0,
@@ -80,6 +94,9 @@ class DiarMiniData:
             n_train_sessions=n_train_sessions,
             n_dev_sessions=n_dev_sessions,
             n_test_sessions=n_test_sessions,
+            n_train_speakers=n_train_speakers,
+            n_dev_speakers=n_dev_speakers,
+            n_test_speakers=n_test_speakers,
             min_session_s=min_session_s,
             max_session_s=max_session_s,
             seed=seed,
@@ -339,6 +356,7 @@ class ActivityHead(nn.Module):
         max_speakers: int,
         dropout: float,
         positional: bool = True,
+        n_speaker_classes: int = 0,
     ):
         super().__init__()
         self.positional = positional
@@ -346,6 +364,9 @@ class ActivityHead(nn.Module):
         layer = nn.TransformerEncoderLayer(d_model, n_heads, 4 * d_model, dropout, batch_first=True, norm_first=True)
         self.layers = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.out = nn.Linear(d_model, max_speakers)
+        if n_speaker_classes:  # the auxiliary speaker loss: a frame embedding and one weight per training speaker
+            self.speaker_embed = nn.Linear(d_model, SPEAKER_DIM)
+            self.speaker_weights = nn.Parameter(torch.randn(n_speaker_classes, SPEAKER_DIM) * 0.01)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.out(self.hidden(features, lengths))
@@ -361,6 +382,17 @@ class ActivityHead(nn.Module):
         pos = torch.zeros_like(x[0])
         pos[:, 0::2], pos[:, 1::2] = torch.sin(t * freq), torch.cos(t * freq)[:, : pos[:, 1::2].shape[1]]
         return self.layers(x + pos, src_key_padding_mask=pad)
+
+
+def speaker_loss(head: ActivityHead, states: torch.Tensor, frame_speaker: torch.Tensor) -> torch.Tensor:
+    """AAM softmax over the training speakers on frames where exactly one speaker talks (EEND-VC's
+    auxiliary): it makes the states the layers group frames by speaker-discriminative, which the
+    activity loss alone learns slowly from a few dozen voices."""
+    solo = frame_speaker >= 0
+    if not solo.any():
+        return states.sum() * 0.0
+    emb = head.speaker_embed(states[solo].float())
+    return aam_softmax_loss(emb, head.speaker_weights, frame_speaker[solo], SPEAKER_MARGIN, SPEAKER_SCALE)
 
 
 def _frame_bce(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -410,12 +442,18 @@ class SessionEvaluator(KeyedOutputs):
         self.reference = {uri: ts for uri, ts in self.reference.items() if uri in self.durations}
         self.uem = read_uem(eval_set.references["uem"]) if "uem" in eval_set.references else None
         self.uem_name = Path(eval_set.references["uem"]).name if self.uem is not None else None
+        self._stitched: tuple[int, dict] | None = None
 
     def update(self, examples: Sequence[Example], outputs: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
         super().update(examples, [(ex.offset, *out) for ex, out in zip(examples, outputs, strict=True)])
 
     def hypothesis(self) -> dict[str, list[tuple[float, float, str]]]:
-        return {uri: session_turns(w, self.durations[uri], self.task) for uri, w in self.by_key().items()}
+        """Turns per session; stitched once for ``compute`` and ``write`` (again only after more updates)."""
+        n = sum(len(v) for v in self.outputs.values())
+        if self._stitched is None or self._stitched[0] != n:
+            turns_ = {uri: session_turns(w, self.durations[uri], self.task) for uri, w in self.by_key().items()}
+            self._stitched = (n, turns_)
+        return self._stitched[1]
 
     def score(self, hypothesis: dict):
         t = self.task
@@ -480,6 +518,7 @@ class DiarizationTask:
         min_duration_off=at_least(0),
         frame_shift=greater(0),
         stitch_similarity=between(-1, 2),  # above 1: never join windows by profile alone
+        speaker_loss_weight=at_least(0),
     )
     def __init__(
         self,
@@ -503,6 +542,8 @@ class DiarizationTask:
         frame_shift: float = 0.08,
         stitch_similarity: float = 0.8,
         positional: bool = True,
+        speaker_loss_weight: float = 0.0,
+        speaker_names_global: bool = False,
     ):
         if not positional and sort_loss_weight > 0:
             raise BindingError(
@@ -527,6 +568,8 @@ class DiarizationTask:
         self.collar, self.skip_overlap = collar, skip_overlap
         self.post = PostProcessing(onset, offset, median_frames, min_duration_on, min_duration_off)
         self.stitch_similarity, self.positional = stitch_similarity, positional
+        self.speaker_loss_weight, self.speaker_names_global = speaker_loss_weight, speaker_names_global
+        self.speaker_classes: dict[str, int] = {}  # set by setup() when the speaker loss is on
         self.frame_shift = frame_shift  # labels are placed on the encoder's frame grid (80 ms for NEST)
 
     # data
@@ -553,6 +596,14 @@ class DiarizationTask:
         unlabelled = [e["_source"] for e in train_entries if not e.get("turns")]
         if len(unlabelled) == len(train_entries):
             raise DiarizationDataError(f"no training session has reference turns: {', '.join(unlabelled[:5])}")
+        if self.speaker_loss_weight > 0:
+            names = {self._speaker_class(e, t[2]) for e in train_entries for t in e.get("turns", [])}
+            self.speaker_classes = {name: i for i, name in enumerate(sorted(names))}
+
+    def _speaker_class(self, entry: dict, speaker: str) -> str:
+        """The speaker loss's class name: RTTM names identify people across sessions only in some corpora
+        (the synthetic one, VoxConverse); CALLHOME's A/B are per call, so by default a class is per session."""
+        return speaker if self.speaker_names_global else f"{entry['id']}/{speaker}"
 
     def examples(self, entry: dict, stage: Stage) -> list[Example]:
         window, hop = (self.train_window, self.train_hop) if stage == "train" else (self.eval_window, self.eval_hop)
@@ -562,23 +613,30 @@ class DiarizationTask:
         starts = [round(round(min(i * hop, max(0.0, duration - window)) / fs) * fs, 6) for i in range(n)]
         return [Example(f"{entry['id']}#{i:05d}", entry["id"], entry, s, window) for i, s in enumerate(starts)]
 
-    def make_target(self, example: Example) -> np.ndarray | None:
+    def make_target(self, example: Example) -> tuple[np.ndarray, np.ndarray] | None:
+        """Activity labels [T, max_speakers] in arrival order, and per frame the speaker-loss class of the
+        one speaker talking there (-1 for silence, overlap, or with the speaker loss off)."""
         if "turns" not in example.entry:
             return None
-        labels, _ = frame_labels(
-            [tuple(t) for t in example.entry["turns"]],
-            example.offset,
-            example.seconds,
-            self.frame_shift,
-            self.max_speakers,
-        )
-        return labels
+        turns_ = [tuple(t) for t in example.entry["turns"]]
+        labels, _ = frame_labels(turns_, example.offset, example.seconds, self.frame_shift, self.max_speakers)
+        solo = np.full(len(labels), -1, np.int64)
+        if self.speaker_classes:
+            active = frame_activity(turns_, example.offset, example.seconds, self.frame_shift)
+            alone = sum(frames.astype(int) for frames in active.values()) == 1
+            for name, frames in active.items():
+                # speakers outside training (dev and test sets) have no class
+                solo[frames & alone] = self.speaker_classes.get(self._speaker_class(example.entry, name), -1)
+        return labels, solo
 
-    def collate_targets(self, targets: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
-        out = torch.zeros(len(targets), max(len(t) for t in targets), self.max_speakers)
-        for i, t in enumerate(targets):
-            out[i, : len(t)] = torch.from_numpy(t)
-        return {"activity": out}
+    def collate_targets(self, targets: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, torch.Tensor]:
+        n = max(len(t) for t, _ in targets)
+        activity = torch.zeros(len(targets), n, self.max_speakers)
+        solo = torch.full((len(targets), n), -1, dtype=torch.long)
+        for i, (t, s) in enumerate(targets):
+            activity[i, : len(t)] = torch.from_numpy(t)
+            solo[i, : len(s)] = torch.from_numpy(s)
+        return {"activity": activity, "frame_speaker": solo}
 
     # model
     def build_head(self, encoder: EncoderView) -> nn.Module:
@@ -595,10 +653,12 @@ class DiarizationTask:
             self.max_speakers,
             self.dropout,
             self.positional,
+            len(self.speaker_classes),
         )
 
     def loss(self, head: ActivityHead, features, lengths, batch: dict) -> torch.Tensor:
-        logits = head(features, lengths).float()
+        states = head.hidden(features, lengths)
+        logits = head.out(states).float()
         targets = batch["activity"].to(logits.device)
         t = min(logits.shape[1], targets.shape[1])
         logits, targets = logits[:, :t], targets[:, :t]
@@ -609,6 +669,9 @@ class DiarizationTask:
             loss = loss + w * sort_loss(logits, targets, valid)
         if w < 1:
             loss = loss + (1 - w) * pit_loss(logits, targets, valid)
+        if self.speaker_loss_weight > 0:
+            frame_speaker = batch["frame_speaker"].to(logits.device)[:, :t].masked_fill(valid == 0, -1)
+            loss = loss + self.speaker_loss_weight * speaker_loss(head, states[:, :t], frame_speaker)
         return loss
 
     def infer(self, head: ActivityHead, features, lengths) -> list[tuple[np.ndarray, np.ndarray]]:

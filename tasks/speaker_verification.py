@@ -43,6 +43,7 @@ from nestbench.metrics.verification import (
     read_trials,
     verification_metrics,
 )
+from nestbench.modules.margin_softmax import aam_softmax_loss
 from nestbench.provenance import short_hash
 from nestbench.task import DataSplits, EncoderView, EvalSet, Example, KeyedOutputs, Metric, Stage
 from nestbench.validation import NON_EMPTY, SEED, at_least, between, checked, greater
@@ -353,14 +354,6 @@ class SpeakerEmbedder(nn.Module):
             outs.append(x)
         x = self.mfa(torch.cat(outs, 1))
         return self.embed(self.drop(self.norm(self.pool(x, mask))))
-
-
-def aam_softmax_loss(embeddings, weights, labels, margin: float, scale: float) -> torch.Tensor:
-    """Additive angular margin softmax (ArcFace): cos(theta + m) for the true speaker, scaled logits."""
-    cos = F.linear(F.normalize(embeddings), F.normalize(weights)).clamp(-1 + 1e-7, 1 - 1e-7)
-    target = torch.cos(torch.acos(cos.gather(1, labels[:, None])) + margin)
-    logits = cos.scatter(1, labels[:, None], target) * scale
-    return F.cross_entropy(logits, labels)
 
 
 # --- the evaluator -------------------------------------------------------------------------------

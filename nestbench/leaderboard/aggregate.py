@@ -9,8 +9,8 @@ but breaks one of its ``requires`` (a normalised WER in the punctuation-and-capi
 another collar), or whose value is not a finite number within its units' bounds (89.79 recorded as
 a fraction), is refused with every reason, never placed. Our rows are keyed by encoder
 checkpoint, mode (and frozen aggregation), spec and overrides other than the seed, so the seeds of
-one setup share a row. The split and the ``requires`` are the record's board's where the table
-overrides them for that board (``boards:``), else the table's.
+one setup share a row. The split, ``requires`` and columns are the record's board's where the table
+overrides them for that board (``Table.on``), else the table's.
 
 The rule for several runs in one cell, stated on every board: with runs of >= 2 seeds, mean ±
 sample std over seeds (each seed represented by its run with the best dev selection metric); with
@@ -121,7 +121,7 @@ def place(runs: list[Run], tables: list[Table]) -> Placement:
             out.refusals.append(Refusal(run.store, run.label, None, None, (why,)))
             continue
         homes = 0
-        for table in tables:
+        for table in (t.on(board) for t in tables):
             result = _place_one(run, table)
             if result is None:
                 continue
@@ -135,8 +135,8 @@ def place(runs: list[Run], tables: list[Table]) -> Placement:
         if not homes:
             out.unplaced.append(f"{run.store}: run {run.label} (task {run.record.get('task')!r}) matches no table")
     by_id = {t.id: t for t in tables}
-    for key, placed in sorted(accepted.items()):
-        out.rows[key] = _rows(placed, by_id[key[1]])
+    for (board, table_id), placed in sorted(accepted.items()):
+        out.rows[(board, table_id)] = _rows(placed, by_id[table_id].on(board))
     return out
 
 
@@ -162,13 +162,12 @@ def _place_one(run: Run, table: Table) -> Placed | Refusal | str | None:
             " and ".join(f"{m.path} = {m.value!r}" for m in c.match) or "(none)" for c in table.columns
         )
         return f"{run.store}: run {run.label} matches table '{table.id}' but none of its columns ({conditions})"
-    board = rec.get("board")
-    reasons = [why for r in table.requires_for(board) if (why := r.check(rec))]
+    reasons = [why for r in table.requires if (why := r.check(rec))]
     reasons += _row_fields(rec)
     values: dict[str, float] = {}
     for col in columns:
         reasons += [f"column {col.id}: {why}" for r in col.requires if (why := r.check(rec))]
-        value, why = _value(rec, col.split or table.split_for(board), col)
+        value, why = _value(rec, col.split or table.split, col)
         if why:
             reasons.append(f"column {col.id}: {why}")
         else:

@@ -91,6 +91,7 @@ def build_leaderboards(
 
 
 def _write_board(board: str, stem: str, tables: list[Table], placement: Placement, out_dir: Path, root: Path):
+    tables = [t.on(board) for t in tables]
     rows = {t.id: placement.rows.get((board, t.id), []) for t in tables}
     plots, written = {}, []
     for table in tables:

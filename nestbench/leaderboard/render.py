@@ -97,7 +97,7 @@ def _table(
     else:  # the quickstarts bring their own small data: only the scoring is the card table's
         lines += [f"Each run's own quickstart data; {table.metric}, scored as the card table. {table.convention}", ""]
     lines += [
-        f"Our cells: `metrics.{table.split_for(board)}.<metric>` of the matching records; runs chosen on dev "
+        f"Our cells: `metrics.{table.split}.<metric>` of the matching records; runs chosen on dev "
         f"`{table.select_metric}` ({select} is better). Table spec: `leaderboards/reference/{table.path.name}`.",
         "",
         "| Result | Encoder | Setup | Mode | " + " | ".join(c.header for c in table.columns) + " |",

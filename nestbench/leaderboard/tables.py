@@ -21,7 +21,7 @@ wrong number is fixed in one place and re-rendered. Format (one file per table, 
     match: {task: slu}                # which records belong here (dotted paths into a record)
     requires: {convention.eval_recordings: all}   # a mismatch is refused, never placed
     select_on: {metric: intent_acc, direction: max}   # dev metric choosing among runs (default: 1st column)
-    boards:                           # optional, per board (full|quickstart): replaces split and/or requires
+    boards:                           # optional, per board (full|quickstart): replaces split, requires, columns
       quickstart: {split: test, requires: {sets.test.trial_list: sv-mini-test}}
     columns:
       - {id: intent_acc, label: Intent acc, metric: intent_acc, match: {}, requires: {}}
@@ -32,8 +32,10 @@ wrong number is fixed in one place and re-rendered. Format (one file per table, 
 A value outside its units' bounds (a percentage recorded as a fraction) is refused like a convention
 mismatch. A requirement is a plain value (equality; booleans only equal booleans), ``{one_of: [...]}``,
 ``{contains: "..."}`` (substring of a string) or ``{present: true}`` (the key exists, even if null).
-A board override's ``split`` and ``requires`` replace the table's own for that board's records (a
-quickstart names its evaluation sets and trial lists differently); keys it leaves out keep the table's.
+A board override's ``split``, ``requires`` and ``columns`` replace the table's own on that board (a
+quickstart names its evaluation sets and trial lists differently, and shows its own baseline columns);
+keys it leaves out keep the table's. Card rows are only shown on the full board, so a board's own
+columns need no card values.
 A column with its own ``split`` shows that named test set (one run fills several columns: CALLHOME
 by number of speakers); it applies to the records that scored that set.
 """
@@ -41,7 +43,7 @@ by number of speakers); it applies to the records that scored that set.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,7 @@ UNIT_BOUNDS: dict[str, tuple[float, float]] = {
 }
 DIRECTIONS = ("max", "min")
 BOARDS = ("full", "quickstart")
-BOARD_KEYS = ("split", "requires")
+BOARD_KEYS = ("split", "requires", "columns")
 MODES = ("finetune", "frozen")
 _MISSING = object()
 MISSING = _MISSING  # what ``lookup`` returns for an absent path
@@ -178,15 +180,18 @@ class Table:
     def column(self, column_id: str) -> Column:
         return next(c for c in self.columns if c.id == column_id)
 
-    def split_for(self, board: str | None) -> str:
-        """The split of ``board``'s records shown in the cells: the board's override, else the table's."""
+    def on(self, board: str | None) -> Table:
+        """The table as ``board`` shows it: the board's split, requirements and columns where it overrides
+        them (``boards:``), else the table's own."""
         override = self.boards.get(board)
-        return override.split if override and override.split is not None else self.split
-
-    def requires_for(self, board: str | None) -> tuple[Requirement, ...]:
-        """The requirements on ``board``'s records: the board's override, else the table's."""
-        override = self.boards.get(board)
-        return override.requires if override and override.requires is not None else self.requires
+        if override is None:
+            return self
+        return replace(
+            self,
+            split=override.split if override.split is not None else self.split,
+            requires=override.requires if override.requires is not None else self.requires,
+            columns=override.columns if override.columns is not None else self.columns,
+        )
 
 
 @dataclass(frozen=True)
@@ -195,6 +200,7 @@ class BoardOverride:
 
     split: str | None
     requires: tuple[Requirement, ...] | None
+    columns: tuple[Column, ...] | None = None
 
 
 def checkpoint_name(checkpoint: str) -> str:
@@ -230,12 +236,8 @@ def load_table(path: str | Path) -> Table:
         "scale": spec.scale("scale"),
         "bounds": spec.bounds("bounds", UNIT_BOUNDS),
     }
-    columns = tuple(_column(spec.sub("columns", i, c), defaults) for i, c in enumerate(spec.seq("columns")))
-    if not columns:
-        raise TableSpecError(f"{path}: columns: at least one column is needed")
+    columns = _columns(spec, defaults)
     col_ids = [c.id for c in columns]
-    if len(set(col_ids)) != len(col_ids):
-        raise TableSpecError(f"{path}: columns: duplicate ids {col_ids}")
     rows = tuple(_row(spec.sub("rows", i, r), col_ids) for i, r in enumerate(spec.seq("rows")))
     select = spec.mapping("select_on")
     sources = tuple(
@@ -258,11 +260,21 @@ def load_table(path: str | Path) -> Table:
         columns=columns,
         rows=rows,
         path=path,
-        boards=_boards(spec),
+        boards=_boards(spec, defaults),
     )
 
 
-def _boards(spec: _Spec) -> dict[str, BoardOverride]:
+def _columns(spec: _Spec, defaults: dict) -> tuple[Column, ...]:
+    columns = tuple(_column(spec.sub("columns", i, c), defaults) for i, c in enumerate(spec.seq("columns")))
+    if not columns:
+        raise TableSpecError(f"{spec.where}: columns: at least one column is needed")
+    col_ids = [c.id for c in columns]
+    if len(set(col_ids)) != len(col_ids):
+        raise TableSpecError(f"{spec.where}: columns: duplicate ids {col_ids}")
+    return columns
+
+
+def _boards(spec: _Spec, defaults: dict) -> dict[str, BoardOverride]:
     out = {}
     for board, data in sorted(spec.mapping("boards").items(), key=lambda kv: str(kv[0])):
         if board not in BOARDS:
@@ -277,6 +289,7 @@ def _boards(spec: _Spec) -> dict[str, BoardOverride]:
         out[board] = BoardOverride(
             split=sub.text("split") if "split" in data else None,
             requires=sub.requirements("requires") if "requires" in data else None,
+            columns=_columns(sub, defaults) if "columns" in data else None,
         )
     return out
 

@@ -27,17 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def frame_labels(
-    turns: Sequence[tuple[float, float, str]],
-    offset: float,
-    duration: float,
-    frame_shift: float,
-    max_speakers: int,
-) -> tuple[np.ndarray, int]:
-    """``[frames, max_speakers]`` 0/1 targets for the span ``[offset, offset + duration)``: a frame is
-    active for a speaker when its centre lies in one of that speaker's turns. Columns follow arrival
-    order within the span (the speaker who speaks first is column 0). Returns the targets and how
-    many speakers of the span did not fit in ``max_speakers`` (they are left out)."""
+def frame_activity(
+    turns: Sequence[tuple[float, float, str]], offset: float, duration: float, frame_shift: float
+) -> dict[str, np.ndarray]:
+    """Each speaker's frames in ``[offset, offset + duration)``, in arrival order (who speaks first comes
+    first): a frame is active when its centre lies in one of the speaker's turns."""
     n = max(1, int(math.ceil(duration / frame_shift - 1e-9)))
     centres = offset + (np.arange(n) + 0.5) * frame_shift
     active: dict[str, np.ndarray] = {}
@@ -47,11 +41,25 @@ def frame_labels(
         on = (centres >= start) & (centres < start + dur)
         if on.any():
             active[speaker] = active.get(speaker, np.zeros(n, bool)) | on
-    order = sorted(active, key=lambda s: (int(np.argmax(active[s])), s))
+    return {s: active[s] for s in sorted(active, key=lambda s: (int(np.argmax(active[s])), s))}
+
+
+def frame_labels(
+    turns: Sequence[tuple[float, float, str]],
+    offset: float,
+    duration: float,
+    frame_shift: float,
+    max_speakers: int,
+) -> tuple[np.ndarray, int]:
+    """``[frames, max_speakers]`` 0/1 targets for the span ``[offset, offset + duration)``, columns in
+    arrival order (``frame_activity``). Returns the targets and how many speakers of the span did not
+    fit in ``max_speakers`` (they are left out)."""
+    active = frame_activity(turns, offset, duration, frame_shift)
+    n = max(1, int(math.ceil(duration / frame_shift - 1e-9)))
     labels = np.zeros((n, max_speakers), np.float32)
-    for column, speaker in enumerate(order[:max_speakers]):
-        labels[:, column] = active[speaker]
-    return labels, max(0, len(order) - max_speakers)
+    for column, frames in enumerate(list(active.values())[:max_speakers]):
+        labels[:, column] = frames
+    return labels, max(0, len(active) - max_speakers)
 
 
 def stitch(

@@ -37,7 +37,7 @@ def test_every_table_states_source_metric_unit_direction_convention():
     for t in load_tables():
         assert t.metric and t.convention and t.dataset
         assert t.split == ("voxceleb1_o" if t.id == "speaker_verification" else "test")
-        assert t.split_for("quickstart") == "test"
+        assert t.on("quickstart").split == "test"
         assert all(c.direction in ("max", "min") and c.scale for c in t.columns)
         if t.rows:
             assert t.sources and all(
@@ -118,9 +118,9 @@ def test_bounds_default_by_units_and_every_scaled_unit_needs_them(tmp_path):
 
 def test_sv_table_reads_voxceleb1_o_on_the_card_board_and_test_on_the_quickstart_board():
     sv = {t.id: t for t in load_tables()}["speaker_verification"]
-    assert (sv.split_for("full"), sv.split_for("quickstart")) == ("voxceleb1_o", "test")
-    full = {r.path: r.value for r in sv.requires_for("full")}
-    quick = {r.path: r.value for r in sv.requires_for("quickstart")}
+    assert (sv.on("full").split, sv.on("quickstart").split) == ("voxceleb1_o", "test")
+    full = {r.path: r.value for r in sv.on("full").requires}
+    quick = {r.path: r.value for r in sv.on("quickstart").requires}
     assert full["sets.voxceleb1_o.trial_list"] == "voxceleb1-o-cleaned" and "sets.test.trial_list" not in full
     assert quick["sets.test.trial_list"] == "sv-mini-test" and "sets.voxceleb1_o.trial_list" not in quick
     assert full["convention.score_norm"] == quick["convention.score_norm"] == "none"
@@ -131,11 +131,26 @@ def test_board_overrides_replace_split_and_requires_only_for_their_board(tmp_pat
     base = BASE.format(id="t", direction="min", values="{a: 1.0}")
     text = base + "requires: {x: 1}\nboards: {quickstart: {split: mini, requires: {y: 2}}, full: {split: big}}\n"
     table = load_table(_write(tmp_path, "t", text))
-    assert (table.split_for("full"), table.split_for("quickstart")) == ("big", "mini")
-    assert [r.path for r in table.requires_for("full")] == ["x"]  # no requires in the override: the table's
-    assert [r.path for r in table.requires_for("quickstart")] == ["y"]
+    assert (table.on("full").split, table.on("quickstart").split) == ("big", "mini")
+    assert [r.path for r in table.on("full").requires] == ["x"]  # no requires in the override: the table's
+    assert [r.path for r in table.on("quickstart").requires] == ["y"]
+    assert table.on("quickstart").columns == table.columns  # no columns in the override: the table's
     plain = load_table(_write(tmp_path, "t", base + "requires: {x: 1}\n"))
-    assert plain.split_for("quickstart") == "test" and [r.path for r in plain.requires_for("quickstart")] == ["x"]
+    assert plain.on("quickstart").split == "test" and [r.path for r in plain.on("quickstart").requires] == ["x"]
+
+
+def test_a_board_may_show_its_own_columns():
+    diar = next(t for t in load_tables() if t.id == "diarization")
+    quick = diar.on("quickstart")
+    metrics = [c.metric for c in quick.columns]
+    assert metrics == ["der", "missed", "false_alarm", "confusion", "baseline_der_one_speaker"]
+    assert all(c.split is None for c in quick.columns) and quick.split == "test"
+    assert [c.split for c in diar.on("full").columns] == [
+        "dihard3_eval_le4spk",
+        "callhome_2spk",
+        "callhome_3spk",
+        "callhome_4spk",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -56,8 +56,46 @@ def test_windows_start_on_the_frame_grid_and_cover_the_session():
     windows = task.examples(entry, "eval")
     assert windows[0].offset == 0 and windows[-1].offset + 10.0 >= 27.3 - 0.08
     assert all(abs(w.offset / 0.08 - round(w.offset / 0.08)) < 1e-6 for w in windows)
-    target = task.make_target(task.examples(entry, "train")[0])
+    target, solo = task.make_target(task.examples(entry, "train")[0])
     assert target.shape == (125, 4) and target[:, 0].sum() == 38  # centres in [0.5, 3.5): frames 6..43
+    assert (solo == -1).all()  # no speaker loss: no classes
+
+
+def test_speaker_loss_classes_are_the_solo_frames_speakers_per_session_unless_names_are_global():
+    entries = [
+        {"id": "s1", "duration": 6.0, "turns": [[0.0, 2.0, "A"], [1.6, 2.4, "B"]]},
+        {"id": "s2", "duration": 6.0, "turns": [[0.0, 2.0, "A"]]},
+    ]
+    task = DiarizationTask(train_window=6.0, train_hop=6.0, speaker_loss_weight=0.5)
+    task.setup(entries, Path("."))
+    assert task.speaker_classes == {"s1/A": 0, "s1/B": 1, "s2/A": 2}  # A of call 1 is not A of call 2
+    _, solo = task.make_target(task.examples(entries[0], "train")[0])
+    assert (solo[:20] == 0).all() and (solo[20:25] == -1).all() and (solo[25:50] == 1).all() and (solo[50:] == -1).all()
+    shared = DiarizationTask(speaker_loss_weight=0.5, speaker_names_global=True)
+    shared.setup(entries, Path("."))
+    assert shared.speaker_classes == {"A": 0, "B": 1}
+
+
+def test_speaker_loss_trains_the_frame_embeddings_through_a_real_step():
+    torch.manual_seed(0)
+    entries = [{"id": "s", "duration": 4.0, "turns": [[0.0, 2.0, "A"], [2.0, 2.0, "B"]]}]
+    task = DiarizationTask(d_model=16, n_layers=1, n_heads=2, train_window=4.0, train_hop=4.0, speaker_loss_weight=1.0)
+    task.setup(entries, Path("."))
+    view = type("View", (), {"feature_dim": 8, "frame_shift": 0.08})()
+    head = task.build_head(view)
+    example = task.examples(entries[0], "train")[0]
+    batch = task.collate_targets([task.make_target(example)])
+    features = torch.randn(1, 50, 8)
+    features[:, 25:] += 3.0  # B sounds different
+    opt = torch.optim.Adam(head.parameters(), 1e-2)
+    losses = []
+    for _ in range(30):
+        loss = task.loss(head, features, torch.tensor([50]), batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert head.speaker_weights.grad is not None and losses[-1] < 0.5 * losses[0]
 
 
 def test_evaluator_stitches_windows_scores_and_writes_rttm(tmp_path):
