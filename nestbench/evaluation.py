@@ -80,7 +80,7 @@ def run_evaluator(module, loader: DataLoader, evaluator, precision=None, progres
         for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
             batch = batch_to(batch, device)
             feats, lengths = module.features(batch)
-            evaluator.update(batch["examples"], module.task.infer(module.head, feats, lengths))
+            evaluator.update(batch["examples"], module.task.infer(module.head, feats, lengths, batch["examples"]))
     return evaluator
 
 

@@ -72,7 +72,7 @@ class TaskModule(pl.LightningModule):
         if self.task.dev_loss:
             loss = self.task.loss(self.head, feats, lengths, batch)
             self.log("dev/loss", loss, batch_size=len(batch["ids"]), sync_dist=True)
-        self._dev.update(batch["examples"], self.task.infer(self.head, feats, lengths))
+        self._dev.update(batch["examples"], self.task.infer(self.head, feats, lengths, batch["examples"]))
 
     def on_validation_epoch_end(self) -> None:
         evaluator, self._dev = self._dev, None

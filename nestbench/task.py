@@ -33,7 +33,8 @@ Verbs, in the order a run uses them:
   ``collate_targets`` targets -> batch tensors
   ``build_head``     ``EncoderView`` -> ``nn.Module``
   ``loss``           head, features [B, T, D], lengths [B], batch -> scalar
-  ``infer``          head, features, lengths -> one output per example (text, embedding, activity)
+  ``infer``          head, features, lengths, examples -> one output per example (text, embedding,
+                     activity); the examples say what a model may be told (a target language)
   ``evaluator``      ``EvalSet`` + its entries -> an ``Evaluator``
 """
 
@@ -188,7 +189,9 @@ class Task(Protocol):
 
     def loss(self, head: nn.Module, features: torch.Tensor, lengths: torch.Tensor, batch: dict) -> torch.Tensor: ...
 
-    def infer(self, head: nn.Module, features: torch.Tensor, lengths: torch.Tensor) -> list[Any]: ...
+    def infer(
+        self, head: nn.Module, features: torch.Tensor, lengths: torch.Tensor, examples: Sequence[Example]
+    ) -> list[Any]: ...
 
     def evaluator(self, eval_set: EvalSet, entries: Sequence[dict]) -> Evaluator: ...
 

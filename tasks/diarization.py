@@ -357,10 +357,23 @@ class ActivityHead(nn.Module):
         dropout: float,
         positional: bool = True,
         n_speaker_classes: int = 0,
+        conv_kernel: int = 0,
     ):
         super().__init__()
         self.positional = positional
         self.proj = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, d_model))
+        # local context before the layers: attention without positions cannot look at its neighbours
+        self.conv = (
+            nn.Sequential(
+                nn.LayerNorm(d_model),
+                _Transpose(),
+                nn.Conv1d(d_model, d_model, conv_kernel, padding=conv_kernel // 2),
+                _Transpose(),
+                nn.GELU(),
+            )
+            if conv_kernel
+            else None
+        )
         layer = nn.TransformerEncoderLayer(d_model, n_heads, 4 * d_model, dropout, batch_first=True, norm_first=True)
         self.layers = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.out = nn.Linear(d_model, max_speakers)
@@ -375,6 +388,8 @@ class ActivityHead(nn.Module):
         """The last layer's states [B, T, d_model] (speaker profiles for stitching are made from them)."""
         x = self.proj(features)
         pad = torch.arange(x.shape[1], device=x.device)[None] >= lengths[:, None]
+        if self.conv is not None:
+            x = x + self.conv(x.masked_fill(pad[..., None], 0.0)).masked_fill(pad[..., None], 0.0)
         if not self.positional:
             return self.layers(x, src_key_padding_mask=pad)
         t = torch.arange(x.shape[1], device=x.device, dtype=x.dtype)[:, None]
@@ -393,6 +408,13 @@ def speaker_loss(head: ActivityHead, states: torch.Tensor, frame_speaker: torch.
         return states.sum() * 0.0
     emb = head.speaker_embed(states[solo].float())
     return aam_softmax_loss(emb, head.speaker_weights, frame_speaker[solo], SPEAKER_MARGIN, SPEAKER_SCALE)
+
+
+class _Transpose(nn.Module):
+    """[B, T, C] <-> [B, C, T] inside an nn.Sequential."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2)
 
 
 def _frame_bce(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -519,6 +541,7 @@ class DiarizationTask:
         frame_shift=greater(0),
         stitch_similarity=between(-1, 2),  # above 1: never join windows by profile alone
         speaker_loss_weight=at_least(0),
+        conv_kernel=at_least(0),
     )
     def __init__(
         self,
@@ -544,6 +567,7 @@ class DiarizationTask:
         positional: bool = True,
         speaker_loss_weight: float = 0.0,
         speaker_names_global: bool = False,
+        conv_kernel: int = 0,
     ):
         if not positional and sort_loss_weight > 0:
             raise BindingError(
@@ -570,6 +594,7 @@ class DiarizationTask:
         self.stitch_similarity, self.positional = stitch_similarity, positional
         self.speaker_loss_weight, self.speaker_names_global = speaker_loss_weight, speaker_names_global
         self.speaker_classes: dict[str, int] = {}  # set by setup() when the speaker loss is on
+        self.conv_kernel = conv_kernel
         self.frame_shift = frame_shift  # labels are placed on the encoder's frame grid (80 ms for NEST)
 
     # data
@@ -654,6 +679,7 @@ class DiarizationTask:
             self.dropout,
             self.positional,
             len(self.speaker_classes),
+            self.conv_kernel,
         )
 
     def loss(self, head: ActivityHead, features, lengths, batch: dict) -> torch.Tensor:
@@ -674,10 +700,14 @@ class DiarizationTask:
             loss = loss + self.speaker_loss_weight * speaker_loss(head, states[:, :t], frame_speaker)
         return loss
 
-    def infer(self, head: ActivityHead, features, lengths) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per window: probabilities [T, S] and each slot's profile [S, d_model] (its activity-weighted mean state)."""
+    def infer(self, head: ActivityHead, features, lengths, examples=None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per window: probabilities [T, S] and each slot's profile [S, E]: its activity-weighted mean state,
+        in the speaker-embedding space when the head was trained with the speaker loss (EEND-VC's global
+        linking of local speakers), else of the last layer."""
         states = head.hidden(features, lengths)
         probs = torch.sigmoid(head.out(states).float())
+        if hasattr(head, "speaker_embed"):
+            states = F.normalize(head.speaker_embed(states), dim=-1)
         valid = (torch.arange(probs.shape[1], device=probs.device)[None] < lengths[:, None]).float()[..., None]
         weights = probs * valid
         profiles = torch.einsum("bts,btd->bsd", weights, states.float()) / weights.sum(1).clamp(min=1e-6)[..., None]

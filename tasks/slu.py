@@ -26,7 +26,7 @@ from torch import nn
 from nestbench.commands import Arg, Verb
 from nestbench.metrics.slurp import SlotValue, SluPrediction, score_slurp, write_predictions
 from nestbench.modules.beam_search import beam_search
-from nestbench.modules.text_decoder import TransformerTextDecoder, sequence_loss, teacher_forcing_batch
+from nestbench.modules.text_decoder import TextDecoderHead, sequence_loss, teacher_forcing_batch
 from nestbench.provenance import short_hash
 from nestbench.recipes.slurp import SPLITS, prepare_slurp
 from nestbench.task import DataSplits, EncoderView, EvalSet, Example, KeyedOutputs, Metric, Stage, whole
@@ -159,36 +159,6 @@ def _entry_semantics(entry: dict) -> tuple[str, str, tuple[SlotValue, ...]]:
     return entry["scenario"], entry["action"], ents
 
 
-# --- the head -----------------------------------------------------------------------------------
-class SluHead(nn.Module):
-    """Encoder features [B, T, D] -> semantics text, through a transformer decoder (NeMo SLU style)."""
-
-    def __init__(
-        self,
-        feature_dim: int,
-        vocab_size: int,
-        pad_id: int,
-        d_model: int,
-        n_layers: int,
-        n_heads: int,
-        ff_dim: int,
-        dropout: float,
-        max_len: int,
-    ):
-        super().__init__()
-        self.decoder = TransformerTextDecoder(
-            vocab_size,
-            d_model=d_model,
-            n_layers=n_layers,
-            n_heads=n_heads,
-            ff_dim=ff_dim,
-            dropout=dropout,
-            max_len=max_len,
-            memory_dim=feature_dim,
-            pad_id=pad_id,
-        )
-
-
 # --- the evaluator ------------------------------------------------------------------------------
 class SlurpEvaluator(KeyedOutputs):
     """Decoded semantics text per recording file, scored by SLURP's official definitions."""
@@ -300,7 +270,7 @@ class SluTask:
     # model
     def build_head(self, encoder: EncoderView) -> nn.Module:
         tok = self._tok
-        return SluHead(
+        return TextDecoderHead(
             encoder.feature_dim,
             tok.vocab_size,
             tok.pad_id,
@@ -312,11 +282,11 @@ class SluTask:
             self.max_len,
         )
 
-    def loss(self, head: SluHead, features, lengths, batch: dict) -> torch.Tensor:
+    def loss(self, head: TextDecoderHead, features, lengths, batch: dict) -> torch.Tensor:
         logits = head.decoder(batch["tokens_in"], features, lengths)
         return sequence_loss(logits, batch["tokens_out"], self._tok.pad_id, self.label_smoothing)
 
-    def infer(self, head: SluHead, features, lengths) -> list[str]:
+    def infer(self, head: TextDecoderHead, features, lengths, examples=None) -> list[str]:
         tok = self._tok
         ids = beam_search(
             head.decoder,

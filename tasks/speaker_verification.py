@@ -570,7 +570,7 @@ class SpeakerVerificationTask:
         emb = head(features, lengths)
         return aam_softmax_loss(emb, head.classifier, batch["speaker"], self.aam_margin, self.aam_scale)
 
-    def infer(self, head: SpeakerEmbedder, features, lengths) -> list[np.ndarray]:
+    def infer(self, head: SpeakerEmbedder, features, lengths, examples=None) -> list[np.ndarray]:
         return list(head(features, lengths).float().cpu().numpy())
 
     def evaluator(self, eval_set: EvalSet, entries: Sequence[dict]) -> TrialEvaluator:

@@ -1,6 +1,7 @@
 """Greedy and beam-search decoding for any decoder with ``init_state``/``step`` (e.g. TransformerTextDecoder).
 
-Both are batched over utterances and return token ids without bos/eos. Hypotheses are ranked by
+Both are batched over utterances and return token ids without bos/eos; ``bos_id`` is one start token
+or one per utterance ([B]: a target-language token). Hypotheses are ranked by
 their summed log-probability, divided by GNMT's length penalty ((5 + len) / 6) ** alpha when
 ``length_penalty`` (alpha) > 0, where len counts the generated tokens, eos included. A hypothesis that
 reaches ``max_len`` tokens without eos is cut there; it is returned only if none finished.
@@ -45,6 +46,13 @@ def _steps(decoder: IncrementalDecoder, max_len: int | None) -> int:
     return max_len
 
 
+def _starts(bos_id: int | torch.Tensor, batch: int, k: int, device) -> torch.Tensor:
+    """The first input of every hypothesis [B * k]: one start token, or one per utterance (a target language)."""
+    if isinstance(bos_id, int):
+        return torch.full((batch * k,), bos_id, dtype=torch.long, device=device)
+    return torch.as_tensor(bos_id, dtype=torch.long, device=device).repeat_interleave(k)
+
+
 def _length_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
@@ -58,7 +66,7 @@ def greedy_decode(
     decoder: IncrementalDecoder,
     memory: torch.Tensor,
     memory_lengths: torch.Tensor,
-    bos_id: int,
+    bos_id: int | torch.Tensor,
     eos_id: int,
     max_len: int | None = None,
     return_scores: bool = False,
@@ -70,7 +78,7 @@ def greedy_decode(
     steps = _steps(decoder, max_len)
     batch = memory.shape[0]
     state = decoder.init_state(memory, memory_lengths)
-    tokens = torch.full((batch,), bos_id, dtype=torch.long, device=memory.device)
+    tokens = _starts(bos_id, batch, 1, memory.device)
     scores = torch.zeros(batch, device=memory.device)
     finished = torch.zeros(batch, dtype=torch.bool, device=memory.device)
     out = []
@@ -93,7 +101,7 @@ def beam_search(
     decoder: IncrementalDecoder,
     memory: torch.Tensor,
     memory_lengths: torch.Tensor,
-    bos_id: int,
+    bos_id: int | torch.Tensor,
     eos_id: int,
     beam_size: int = 4,
     max_len: int | None = None,
@@ -112,7 +120,7 @@ def beam_search(
     neg_inf = float("-inf")
     rows = torch.arange(batch, device=device)
     state = decoder.init_state(memory, memory_lengths).index_select(rows.repeat_interleave(k))
-    tokens = torch.full((batch * k,), bos_id, dtype=torch.long, device=device)
+    tokens = _starts(bos_id, batch, k, device)
     # Live hypotheses [B, K]: all start as the same bos, so only the first may expand at step 1.
     live = torch.full((batch, k), neg_inf, device=device)
     live[:, 0] = 0.0

@@ -224,16 +224,53 @@ class TransformerTextDecoder(nn.Module):
         return logits, DecoderState(caches, state.memory_mask, state.position + 1)
 
 
+class TextDecoderHead(nn.Module):
+    """A task head that writes text from encoder features [B, T, D] (SLU semantics, translations): the
+    decoder above, cross-attending to the features directly (``memory_dim``)."""
+
+    def __init__(
+        self,
+        feature_dim: int,
+        vocab_size: int,
+        pad_id: int,
+        d_model: int,
+        n_layers: int,
+        n_heads: int,
+        ff_dim: int,
+        dropout: float,
+        max_len: int,
+    ):
+        super().__init__()
+        self.decoder = TransformerTextDecoder(
+            vocab_size,
+            d_model=d_model,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            ff_dim=ff_dim,
+            dropout=dropout,
+            max_len=max_len,
+            memory_dim=feature_dim,
+            pad_id=pad_id,
+        )
+
+
 def teacher_forcing_batch(
-    sequences: Sequence[Sequence[int]], bos_id: int, eos_id: int, pad_id: int, device: torch.device | str | None = None
+    sequences: Sequence[Sequence[int]],
+    bos_id: int | Sequence[int],
+    eos_id: int,
+    pad_id: int,
+    device: torch.device | str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoder inputs ``[bos, y...]`` and targets ``[y..., eos]``, both right-padded to [B, U] with ``pad_id``."""
+    """Decoder inputs ``[bos, y...]`` and targets ``[y..., eos]``, both right-padded to [B, U] with ``pad_id``.
+
+    ``bos_id`` may differ per sequence (a target-language start token)."""
+    starts = [bos_id] * len(sequences) if isinstance(bos_id, int) else list(bos_id)
     width = max(len(s) for s in sequences) + 1
     inputs = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     targets = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     for i, seq in enumerate(sequences):
         seq = torch.as_tensor(list(seq), dtype=torch.long)
-        inputs[i, 0] = bos_id
+        inputs[i, 0] = starts[i]
         inputs[i, 1 : len(seq) + 1] = seq
         targets[i, : len(seq)] = seq
         targets[i, len(seq)] = eos_id

@@ -115,10 +115,17 @@ def test_missing_units_board_or_dev_metric_are_refused():
 
 
 def test_a_record_for_no_table_is_reported_not_refused():
+    rec = _record(run_id="d", task="kws", convention={"dataset": "speech-commands"})
+    result = place([Run(rec, Path("s.jsonl"))], load_tables())
+    assert not result.refusals and not result.rows
+    assert result.unplaced == ["s.jsonl: run slurp/d (task 'kws') matches no table"]
+
+
+def test_a_record_of_the_tables_task_without_its_sets_is_reported_not_placed():
     rec = _record(run_id="d", task="asr", convention={"dataset": "librispeech", "normalization": "none"})
     result = place([Run(rec, Path("s.jsonl"))], load_tables())
     assert not result.refusals and not result.rows
-    assert result.unplaced == ["s.jsonl: run slurp/d (task 'asr') matches no table"]
+    assert result.unplaced[0].startswith("s.jsonl: run slurp/d matches table 'asr_mcv' but none of its columns")
 
 
 def test_the_same_record_in_two_stores_counts_once(stores, tmp_path):
@@ -151,15 +158,13 @@ def test_values_outside_their_units_are_refused_naming_run_and_value():
 
 
 def test_error_rates_may_pass_one_but_never_go_negative():
-    asr = _task_record("asr")
-    lang = asr["convention"]["language"]
-    bad = _task_record("asr", run_id="worse-than-silence", metrics={"dev": {"wer": 1.3}, "test": {"wer": 1.25}})
-    negative = _task_record("asr", run_id="negative", metrics={"dev": {"wer": 0.1}, "test": {"wer": -0.1}})
+    bad = _task_record("asr", run_id="worse-than-silence", metrics={"dev": {"wer": 1.3}, "mcv_de": {"wer": 1.25}})
+    negative = _task_record("asr", run_id="negative", metrics={"dev": {"wer": 0.1}, "mcv_de": {"wer": -0.1}})
     result = place([Run(bad, Path("s.jsonl")), Run(negative, Path("s.jsonl"))], load_tables())
     (row,) = result.rows[("full", "asr_mcv")]
-    assert row.cells[lang].value == pytest.approx(125.0)  # insertions: a WER above 100% is a real WER
+    assert row.cells["de"].value == pytest.approx(125.0)  # insertions: a WER above 100% is a real WER
     (refusal,) = result.refusals
-    assert "metrics.test.wer is -0.1, outside [0, inf]" in str(refusal)
+    assert "metrics.mcv_de.wer is -0.1, outside [0, inf]" in str(refusal)
 
 
 def test_strict_build_refuses_a_value_outside_its_units_and_skip_refused_lists_it(tmp_path):

@@ -157,6 +157,21 @@ def test_batched_search_equals_one_by_one():
             assert alone_score[0] == pytest.approx(scores[i], abs=1e-4)
 
 
+def test_a_start_token_per_utterance_equals_decoding_each_with_its_own():
+    decoder = _random_decoder(7)
+    memory, lengths = _random_memory([5, 5, 5])
+    starts = torch.tensor([BOS, 5, 6])  # e.g. target-language tokens
+    for search in (greedy_decode, beam_search):
+        mixed, scores = search(decoder, memory, lengths, starts, EOS, max_len=10, return_scores=True)
+        for i, start in enumerate(starts.tolist()):
+            alone, alone_score = search(
+                decoder, memory[i : i + 1], lengths[i : i + 1], start, EOS, max_len=10, return_scores=True
+            )
+            assert alone == [mixed[i]] and alone_score[0] == pytest.approx(scores[i], abs=1e-4)
+    inputs, _ = teacher_forcing_batch([[7, 8], [9]], [5, 6], EOS, pad_id=0)
+    assert inputs.tolist() == [[5, 7, 8], [6, 9, 0]]
+
+
 TARGETS = [
     "lights on",
     "lights off",

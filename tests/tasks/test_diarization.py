@@ -12,7 +12,7 @@ import torch
 from nestbench.metrics.diarization import DiarizationDataError, read_rttm
 from nestbench.results import ResultsStore
 from nestbench.task import EncoderView, EvalSet
-from tasks.diarization import DiarizationTask, SessionEvaluator, pit_loss, sort_loss
+from tasks.diarization import ActivityHead, DiarizationTask, SessionEvaluator, pit_loss, sort_loss
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -160,3 +160,18 @@ def test_card_specs_fail_fast_naming_what_to_obtain(nestbench, run_env, tmp_path
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "LDC" in proc.stderr and "cannot be downloaded" in proc.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("config.gin"))
+
+
+def test_the_convolutional_front_end_sees_neighbours_but_not_padding():
+    torch.manual_seed(0)
+    head = ActivityHead(8, 16, 1, 2, 4, 0.0, positional=False, conv_kernel=5).eval()
+    x = torch.randn(1, 12, 8)
+    padded = torch.cat([x, torch.randn(1, 6, 8) * 100], 1)  # garbage past the length
+    with torch.no_grad():
+        alone = head(x, torch.tensor([12]))
+        batched = head(padded, torch.tensor([12]))[:, :12]
+        nudged = x.clone()
+        nudged[0, 6, 0] += 1.0  # one frame changes: through the conv, frames within 2 of it change, no others
+        change = (head.conv(head.proj(nudged)) - head.conv(head.proj(x))).abs().amax(-1)[0]
+    assert torch.allclose(alone, batched, atol=1e-5)
+    assert (change[4:9] > 1e-4).all() and (change[:4] < 1e-6).all() and (change[9:] < 1e-6).all()
