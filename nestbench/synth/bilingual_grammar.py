@@ -200,7 +200,7 @@ _WEAK = {"nom": ("e", "e", "e", "en"), "acc": ("en", "e", "e", "en"), "dat": ("e
 _MIXED = {"nom": ("er", "e", "es", "en"), "acc": ("en", "e", "es", "en"), "dat": ("en",) * 4, "gen": ("en",) * 4}
 _STRONG = {"nom": ("er", "e", "es", "e"), "acc": ("en", "e", "es", "e"), "dat": ("em", "er", "em", "en"),
            "gen": ("en", "er", "en", "er")}  # fmt: skip
-_CONTRACTIONS = {("in", "dem"): "im", ("an", "dem"): "am", ("bei", "dem"): "beim", ("zu", "dem"): "zum"}
+_CONTRACTIONS = {("in", "dem"): "im"}  # the only locative preposition here that contracts (an, bei, zu are not used)
 
 
 def _np_de(np_: NounPhrase, case: str, *, negative: bool = False) -> list[str]:

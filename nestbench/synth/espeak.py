@@ -166,6 +166,22 @@ def synthesize(text: str, voice: Voice = Voice(), sample_rate: int | None = None
     return resampled.clamp_(-1.0, 1.0).numpy().astype(np.float32, copy=False), sample_rate
 
 
+def phonemes(text: str, voice: str = "en") -> str:
+    """espeak-ng's phoneme string for ``text``, clause by clause: what a synthetic corpus checks its
+    transcripts against (the words spoken are the words written)."""
+    with _LOCK:
+        lib = _load()
+        _check(lib.espeak_SetVoiceByName(voice.encode()), f"SetVoiceByName({voice!r})")
+        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        buffer = ctypes.create_string_buffer(text.encode("utf-8"))
+        cursor = ctypes.c_char_p(ctypes.addressof(buffer))
+        clauses = []
+        while cursor.value:
+            clauses.append(lib.espeak_TextToPhonemes(ctypes.byref(cursor), _CHARS_UTF8, 0).decode("utf-8"))
+    return " ".join(clauses)
+
+
 def available_voices() -> list[str]:
     """English voice names usable as ``Voice.name``: plain ``en`` and every ``en+<variant>`` shipped."""
     with _LOCK:
