@@ -8,7 +8,7 @@ any downloadable corpus in ``DOWNLOAD_VERBS`` (``nestbench download <name>``), a
 
 from nestbench.data import ManifestData
 
-from . import diarization, slu, speaker_verification
+from . import asr, diarization, slu, speaker_verification, translation
 from .diarization import CallhomeData, DiarizationTask, DiarMiniData, Dihard3Data, RttmData
 from .slu import MiniSlurpData, SlurpData, SluTask
 from .speaker_verification import SpeakerVerificationTask, SvMiniData, VoxCelebData
@@ -25,7 +25,9 @@ DATA_SOURCES = {
     "callhome": CallhomeData,
     "dihard3": Dihard3Data,
 }
-SCORE_VERBS = {v.name: v for v in (slu.SCORE, speaker_verification.SCORE, diarization.SCORE)}
+SCORE_VERBS = {
+    v.name: v for v in (slu.SCORE, speaker_verification.SCORE, diarization.SCORE, asr.SCORE, translation.SCORE)
+}
 DOWNLOAD_VERBS = {v.name: v for v in (slu.DOWNLOAD,)}
 
 __all__ = ["DATA_SOURCES", "DOWNLOAD_VERBS", "SCORE_VERBS", "TASKS"]
