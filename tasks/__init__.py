@@ -9,11 +9,19 @@ any downloadable corpus in ``DOWNLOAD_VERBS`` (``nestbench download <name>``), a
 from nestbench.data import ManifestData
 
 from . import asr, diarization, slu, speaker_verification, translation
+from .asr import AsrTask, CommonVoiceData, SpeechTextMiniData
 from .diarization import CallhomeData, DiarizationTask, DiarMiniData, Dihard3Data, RttmData
 from .slu import MiniSlurpData, SlurpData, SluTask
 from .speaker_verification import SpeakerVerificationTask, SvMiniData, VoxCelebData
+from .translation import FleursData, TranslationTask
 
-TASKS = {"slu": SluTask, "sv": SpeakerVerificationTask, "diar": DiarizationTask}
+TASKS = {
+    "slu": SluTask,
+    "sv": SpeakerVerificationTask,
+    "diar": DiarizationTask,
+    "asr": AsrTask,
+    "ast": TranslationTask,
+}
 DATA_SOURCES = {
     "manifests": ManifestData,
     "slurp": SlurpData,
@@ -24,6 +32,9 @@ DATA_SOURCES = {
     "rttm": RttmData,
     "callhome": CallhomeData,
     "dihard3": Dihard3Data,
+    "speech_text_mini": SpeechTextMiniData,
+    "commonvoice": CommonVoiceData,
+    "fleurs": FleursData,
 }
 SCORE_VERBS = {
     v.name: v for v in (slu.SCORE, speaker_verification.SCORE, diarization.SCORE, asr.SCORE, translation.SCORE)

@@ -49,6 +49,13 @@ def translation_scores(
     }
 
 
+def bleu_signature(tokenize: str = "13a") -> str:
+    """The signature ``translation_scores`` stores, known before anything is scored (for a run's convention)."""
+    from sacrebleu.metrics import BLEU
+
+    return str(BLEU(tokenize=tokenize).get_signature())
+
+
 def score_translation_files(
     ref: str | os.PathLike[str], hyp: str | os.PathLike[str], *, allow_partial: bool = False, tokenize: str = "13a"
 ) -> dict[str, Any]:
