@@ -60,6 +60,8 @@ def transducer_loss(
     with per-token normalisation keeps it on the scale of the CTC loss it is mixed with)."""
     import torchaudio.functional as AF
 
+    # torchaudio wants the padded sizes to be exactly the longest lengths
+    enc, targets = enc[:, : int(enc_lengths.max())], targets[:, : int(target_lengths.max())]
     logits = joint(enc, prediction(targets)).float()
     nll = AF.rnnt_loss(
         logits,

@@ -27,3 +27,15 @@ def test_training_then_greedy_decoding_recovers_the_targets_of_each_length():
         opt.step()
     assert loss.item() < 0.05
     assert greedy_transducer(joint, pred, enc, enc_lengths, blank=0) == [[6, 7, 7, 4, 7], [4, 5, 4]]
+
+
+def test_padding_beyond_the_longest_lengths_changes_nothing():
+    torch.manual_seed(0)
+    pred, joint = PredictionNetwork(6, 8), JointNetwork(4, 8, 8, 6)
+    enc, targets = torch.randn(2, 5, 4), torch.tensor([[3, 4], [5, 0]])
+    lengths, target_lengths = torch.tensor([5, 3]), torch.tensor([2, 1])
+    plain = transducer_loss(joint, pred, enc, lengths, targets, target_lengths, blank=0)
+    padded_enc = torch.cat([enc, torch.randn(2, 3, 4)], 1)  # a batch padded past its longest utterance
+    padded_targets = torch.cat([targets, torch.zeros(2, 2, dtype=torch.long)], 1)
+    again = transducer_loss(joint, pred, padded_enc, lengths, padded_targets, target_lengths, blank=0)
+    assert torch.allclose(plain, again)
