@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nestbench.commands import Arg, Verb
-from nestbench.modules.ctc import CtcBeamDecoder, greedy_ctc, write_lexicon
+from nestbench.modules.ctc import CtcBeamDecoder, ctc_loss, greedy_ctc, write_lexicon
 from nestbench.modules.transducer import JointNetwork, PredictionNetwork, greedy_transducer, transducer_loss
 from nestbench.provenance import short_hash
 from nestbench.task import DataSplits, EncoderView, EvalSet, Example, KeyedOutputs, Metric, Stage, whole
@@ -471,8 +471,7 @@ class AsrTask:
     def loss(self, head: AsrHead, features, lengths, batch: dict) -> torch.Tensor:
         states, lengths = head(features, lengths)
         tokens, token_lengths = batch["tokens"].to(states.device), batch["token_lengths"].to(states.device)
-        log_probs = F.log_softmax(head.ctc(states).float(), -1)
-        ctc = F.ctc_loss(log_probs.transpose(0, 1), tokens, lengths, token_lengths, blank=BLANK, zero_infinity=True)
+        ctc = ctc_loss(head.ctc(states), lengths, tokens, token_lengths, BLANK)
         if self.loss_kind == "ctc":
             return ctc
         rnnt = transducer_loss(head.joint, head.prediction, states, lengths, tokens, token_lengths, BLANK)

@@ -12,8 +12,13 @@ together), the language tokens as whole symbols; it is kept in the run folder. T
 punctuated translations, and BLEU is scored on the detokenised output as the card does (sacrebleu corpus
 BLEU, 13a, cased, its signature stored: ``nestbench.metrics.translation``), with chrF beside it.
 
+Optionally (``source_ctc_weight`` > 0) a CTC loss on the source transcript (``text``) is added on the
+encoder's frames, with its own SentencePiece vocabulary: the auxiliary ASR objective of joint CTC/attention
+speech translation (and Canary's multitask ASR+AST training). It teaches the encoder the source words
+quickly, which a small model trained from scratch needs; inference does not use it.
+
 Manifests: one line per utterance with the source audio and ``target_text`` (the translation) and
-``target_lang``; ``text`` (the source transcript) is kept for reference but not used. Data sources:
+``target_lang``; ``text`` (the source transcript) is used only by the optional CTC loss. Data sources:
 ``FleursData`` (FLEURS English audio paired with German/Spanish/French text by sentence id, through lhotse's
 ``fleurs`` recipe) and ``SpeechTextMiniData`` (speech synthesised offline with a templated translation).
 """
@@ -29,6 +34,7 @@ from torch import nn
 
 from nestbench.commands import Arg, Verb
 from nestbench.modules.beam_search import beam_search
+from nestbench.modules.ctc import ctc_loss
 from nestbench.modules.text_decoder import TextDecoderHead, sequence_loss, teacher_forcing_batch
 from nestbench.provenance import short_hash
 from nestbench.task import DataSplits, EncoderView, EvalSet, Example, KeyedOutputs, Metric, Stage, whole
@@ -157,6 +163,16 @@ class TranslationEvaluator(KeyedOutputs):
         ]
 
 
+# --- the head -----------------------------------------------------------------------------------
+class TranslationHead(TextDecoderHead):
+    """SLU's text decoder, plus a linear CTC output over the source vocabulary when the auxiliary
+    source-transcript loss is on (``source_vocab`` > 0)."""
+
+    def __init__(self, *args, source_vocab: int = 0):
+        super().__init__(*args)
+        self.source_ctc = nn.Linear(args[0], source_vocab) if source_vocab else None
+
+
 # --- the task -----------------------------------------------------------------------------------
 class TranslationTask:
     name = "ast"
@@ -174,6 +190,8 @@ class TranslationTask:
         beam_size=at_least(1),
         length_penalty=at_least(0),
         max_len=at_least(3),
+        source_ctc_weight=between(0, 1, high_open=True),
+        source_vocab_size=at_least(8),
     )
     def __init__(
         self,
@@ -189,6 +207,9 @@ class TranslationTask:
         max_len: int = 256,
         target_field: str = "target_text",
         language_field: str = "target_lang",
+        source_ctc_weight: float = 0.0,
+        source_vocab_size: int = 256,
+        source_field: str = "text",
     ):
         if d_model % n_heads:
             raise BindingError(
@@ -199,7 +220,13 @@ class TranslationTask:
         self.ff_dim, self.dropout, self.label_smoothing = ff_dim, dropout, label_smoothing
         self.beam_size, self.length_penalty, self.max_len = beam_size, length_penalty, max_len
         self.target_field, self.language_field = target_field, language_field
+        self.source_ctc_weight, self.source_vocab_size, self.source_field = (
+            source_ctc_weight,
+            source_vocab_size,
+            source_field,
+        )
         self.tokenizer: SentencePieceTokenizer | None = None  # fitted by setup()
+        self.source_tokenizer: SentencePieceTokenizer | None = None  # only with source_ctc_weight > 0
         self.languages: tuple[str, ...] = ()
         self.most_frequent = ""  # the trivial baseline: the most frequent training translation
 
@@ -237,6 +264,23 @@ class TranslationTask:
                 user_defined_symbols=[language_token(x) for x in self.languages],
             )
         self.tokenizer = SentencePieceTokenizer(model)
+        if self.source_ctc_weight > 0:
+            sources = [self._source(e) for e in train_entries if self._source(e).strip()]
+            if not sources:
+                raise ValueError(
+                    f"TranslationTask.source_ctc_weight = {self.source_ctc_weight} needs source transcripts, but no "
+                    f"training entry has a non-empty '{self.source_field}'"
+                )
+            source_model = folder / "source.model"
+            if not source_model.exists():
+                SentencePieceTokenizer.train(
+                    sources, folder / "source", vocab_size=self.source_vocab_size, model_type="bpe"
+                )
+            self.source_tokenizer = SentencePieceTokenizer(source_model)
+
+    def _source(self, entry: dict) -> str:
+        value = entry.get(self.source_field)
+        return value if isinstance(value, str) else ""
 
     def _target(self, entry: dict) -> str:
         value = entry.get(self.target_field)
@@ -257,19 +301,29 @@ class TranslationTask:
             return []
         return [whole(entry)]
 
-    def make_target(self, example: Example) -> tuple[int, list[int]]:
-        return self._start(example.entry), self._tok.encode(self._target(example.entry))[: self.max_len - 2]
+    def make_target(self, example: Example) -> tuple[int, list[int], list[int]]:
+        entry = example.entry
+        source = self.source_tokenizer.encode(self._source(entry)) if self.source_tokenizer is not None else []
+        return self._start(entry), self._tok.encode(self._target(entry))[: self.max_len - 2], source
 
     def collate_targets(self, targets) -> dict[str, torch.Tensor]:
         tok = self._tok
-        starts = [s for s, _ in targets]
-        inputs, outputs = teacher_forcing_batch([t for _, t in targets], starts, tok.eos_id, tok.pad_id)
-        return {"tokens_in": inputs, "tokens_out": outputs, "start": torch.tensor(starts)}
+        starts = [s for s, _, _ in targets]
+        inputs, outputs = teacher_forcing_batch([t for _, t, _ in targets], starts, tok.eos_id, tok.pad_id)
+        batch = {"tokens_in": inputs, "tokens_out": outputs, "start": torch.tensor(starts)}
+        if self.source_tokenizer is not None:
+            sources = [s for _, _, s in targets]
+            lengths = torch.tensor([len(s) for s in sources], dtype=torch.long)
+            padded = torch.zeros((len(sources), max(1, int(lengths.max()))), dtype=torch.long)
+            for i, s in enumerate(sources):
+                padded[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            batch |= {"source_tokens": padded, "source_lengths": lengths}
+        return batch
 
     # model
     def build_head(self, encoder: EncoderView) -> nn.Module:
         tok = self._tok
-        return TextDecoderHead(
+        return TranslationHead(
             encoder.feature_dim,
             tok.vocab_size,
             tok.pad_id,
@@ -279,11 +333,22 @@ class TranslationTask:
             self.ff_dim,
             self.dropout,
             self.max_len,
+            source_vocab=self.source_tokenizer.vocab_size if self.source_tokenizer is not None else 0,
         )
 
-    def loss(self, head: TextDecoderHead, features, lengths, batch: dict) -> torch.Tensor:
+    def loss(self, head: TranslationHead, features, lengths, batch: dict) -> torch.Tensor:
         logits = head.decoder(batch["tokens_in"].to(features.device), features, lengths)
-        return sequence_loss(logits, batch["tokens_out"].to(features.device), self._tok.pad_id, self.label_smoothing)
+        loss = sequence_loss(logits, batch["tokens_out"].to(features.device), self._tok.pad_id, self.label_smoothing)
+        if self.source_tokenizer is None:
+            return loss
+        aux = ctc_loss(
+            head.source_ctc(features),
+            lengths,
+            batch["source_tokens"].to(features.device),
+            batch["source_lengths"].to(features.device),
+            blank=self.source_tokenizer.pad_id,
+        )
+        return (1 - self.source_ctc_weight) * loss + self.source_ctc_weight * aux
 
     def infer(self, head: TextDecoderHead, features, lengths, examples: Sequence[Example]) -> list[str]:
         tok = self._tok

@@ -41,3 +41,20 @@ def nestbench(nestbench_cmd):
         return subprocess.run(nestbench_cmd(*args), env=env, cwd=cwd, capture_output=True, text=True, **kw)
 
     return run
+
+
+@pytest.fixture
+def tiny_text_run() -> str:
+    """Bindings that shrink the ASR/AST quickstarts to a seconds-long real run (corpus, encoder, one epoch)."""
+    return """
+SpeechTextMiniData.n_train = 48
+SpeechTextMiniData.n_dev = 6
+SpeechTextMiniData.n_test = 6
+make_tiny_nest.d_model = 32
+make_tiny_nest.n_layers = 1
+make_tiny_nest.n_heads = 2
+make_tiny_nest.subsampling_conv_channels = 8
+TrainerSetup.batch_size = 8
+TrainerSetup.max_epochs = 1
+TrainerSetup.check_val_every_n_epoch = 1
+"""

@@ -50,10 +50,15 @@ def translation_scores(
 
 
 def bleu_signature(tokenize: str = "13a") -> str:
-    """The signature ``translation_scores`` stores, known before anything is scored (for a run's convention)."""
+    """The signature ``translation_scores`` stores, known before anything is scored (for a run's convention).
+
+    sacrebleu's signature includes the number of reference streams, which it learns only by scoring: one
+    throwaway segment with one reference sets it, as every nestbench score has."""
     from sacrebleu.metrics import BLEU
 
-    return str(BLEU(tokenize=tokenize).get_signature())
+    bleu = BLEU(tokenize=tokenize)
+    bleu.corpus_score(["a"], [["a"]])
+    return str(bleu.get_signature())
 
 
 def score_translation_files(

@@ -1,4 +1,4 @@
-"""CTC decoding: greedy (best path) and beam search through torchaudio's flashlight-text decoder.
+"""CTC: the loss the heads share, greedy (best path) decoding, and beam search through flashlight-text.
 
 Why flashlight-text (``torchaudio.models.decoder.ctc_decoder``) for the beam: it is C++ (a beam of 16
 costs little next to the encoder on CPU), takes a KenLM model (ARPA or binary) directly, and decodes
@@ -20,6 +20,18 @@ from pathlib import Path
 import torch
 
 SEPARATOR = "|"  # how the word separator token is named to flashlight
+
+
+def ctc_loss(
+    logits: torch.Tensor, lengths: torch.Tensor, tokens: torch.Tensor, token_lengths: torch.Tensor, blank: int
+) -> torch.Tensor:
+    """Mean CTC loss per target token (PyTorch's 'mean'), logits [B, T, V] at any precision, computed in
+    float32. Utterances too short for their labels give 0 instead of inf (``zero_infinity``): training
+    should have skipped them, and one must not poison the batch."""
+    log_probs = torch.log_softmax(logits.float(), -1)
+    return torch.nn.functional.ctc_loss(
+        log_probs.transpose(0, 1), tokens, lengths, token_lengths, blank=blank, zero_infinity=True
+    )
 
 
 def greedy_ctc(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int) -> list[list[int]]:

@@ -112,3 +112,30 @@ def test_card_specs_fail_fast_naming_what_to_download(nestbench, run_env, tmp_pa
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert says in proc.stderr and "ssl_en_nest_xlarge_v1.0" in proc.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("config.gin"))
+
+
+def test_tiny_hybrid_asr_run_scores_raw_and_normalised_wer_beside_the_empty_baseline(
+    nestbench, run_env, tiny_text_run, tmp_path
+):
+    """The quickstart spec through the real runner, with the card's hybrid head decoded by RNN-T."""
+    from nestbench.results import ResultsStore
+
+    spec = tmp_path / "tiny_asr.gin"
+    spec.write_text(
+        f"include '{ROOT / 'experiments' / 'quickstart' / 'asr.gin'}'\n{tiny_text_run}"
+        "AsrTask.vocab_size = 72\nAsrTask.d_model = 32\nAsrTask.loss = 'hybrid'\nAsrTask.decode_with = 'rnnt'\n"
+        "AsrTask.pred_dim = 16\nAsrTask.joint_dim = 16\n"
+    )
+    proc = nestbench("run", str(spec), "--quiet", "--wandb", "disabled", env=run_env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = [p for p in (tmp_path / "runs" / "quickstart_asr").iterdir() if p.is_dir()]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) == {"dev", "test"}
+    for name, m in metrics.items():
+        assert m["baseline_wer_empty"] == 1.0 and m["n_utterances"] == 6
+        assert m["wer"] == pytest.approx((m["substitutions"] + m["deletions"] + m["insertions"]) / m["reference_words"])
+        lines = (run / "predictions" / f"{name}.jsonl").read_text().splitlines()
+        assert len(lines) == 6 and {"id", "text", "pred_text"} == set(json.loads(lines[0]))
+    (record,) = ResultsStore(tmp_path / "runs" / "results.jsonl").read()
+    assert record["task"] == "asr" and record["convention"]["decoding"] == "rnnt greedy"
+    assert record["convention"]["normalization"] == "none"

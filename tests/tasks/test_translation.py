@@ -36,6 +36,38 @@ def test_one_decoder_writes_the_language_its_start_token_asks_for(tmp_path):
     assert task.infer(head, memory, lengths, examples) == [t for _, t in PAIRS]
 
 
+def test_source_ctc_teaches_the_encoder_frames_the_source_transcript(tmp_path):
+    """The auxiliary loss: a CTC output on the features, over its own source vocabulary, trained with the
+    decoder; its best path spells the source transcript, and a batch's loss mixes both by the weight."""
+    torch.manual_seed(0)
+    task = TranslationTask(vocab_size=60, d_model=32, n_layers=1, n_heads=2, ff_dim=64, dropout=0.0,
+                           label_smoothing=0.0, max_len=40, source_ctc_weight=0.5, source_vocab_size=40)  # fmt: skip
+    sources = ["the dog ran", "a cat sat"]
+    entries = [{"id": f"u{i}", "duration": 1.0, "text": src, "target_text": t, "target_lang": lang}
+               for i, (src, (lang, t)) in enumerate(zip(sources, PAIRS, strict=True))]  # fmt: skip
+    task.setup(entries, tmp_path)
+    assert (tmp_path / "tokenizer" / "source.model").is_file()
+    head = task.build_head(type("View", (), {"feature_dim": 64, "frame_shift": 0.08})())
+    batch = task.collate_targets([task.make_target(task.examples(e, "train")[0]) for e in entries])
+    memory, lengths = torch.randn(2, 24, 64), torch.tensor([24, 20])  # linearly separable frames
+    opt = torch.optim.Adam(head.parameters(), 1e-2)
+    for _ in range(300):
+        loss = task.loss(head, memory, lengths, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    from nestbench.modules.ctc import greedy_ctc
+
+    paths = greedy_ctc(head.source_ctc(memory).log_softmax(-1), lengths, task.source_tokenizer.pad_id)
+    assert [task.source_tokenizer.decode(p) for p in paths] == sources
+
+
+def test_source_ctc_without_source_transcripts_is_a_clear_error(tmp_path):
+    task = TranslationTask(vocab_size=60, source_ctc_weight=0.3)
+    with pytest.raises(ValueError, match="needs source transcripts, but no training entry has a non-empty 'text'"):
+        task.setup([{"id": "a", "duration": 1.0, "target_text": "Hallo.", "target_lang": "de"}], tmp_path)
+
+
 def test_a_target_language_unseen_in_training_is_a_clear_error(tmp_path):
     task = TranslationTask(vocab_size=60)
     task.setup([{"id": "a", "duration": 1.0, "target_text": "Hallo.", "target_lang": "de"}], tmp_path)
@@ -91,3 +123,27 @@ def test_fleurs_pairs_english_audio_with_each_target_by_sentence_id(tmp_path):
         ("The dog ran.", "Der Hund lief.", "de"),
         ("It rains.", "Es regnet.", "de"),
     ]
+
+
+def test_tiny_ast_run_scores_bleu_with_its_signature_beside_the_baseline(nestbench, run_env, tiny_text_run, tmp_path):
+    """The quickstart spec through the real runner, with the auxiliary source CTC on."""
+    from pathlib import Path
+
+    from nestbench.results import ResultsStore
+
+    root = Path(__file__).resolve().parents[2]
+    spec = tmp_path / "tiny_ast.gin"
+    spec.write_text(
+        f"include '{root / 'experiments' / 'quickstart' / 'ast.gin'}'\n{tiny_text_run}"
+        "TranslationTask.vocab_size = 80\nTranslationTask.source_vocab_size = 72\nTranslationTask.d_model = 32\n"
+        "TranslationTask.ff_dim = 64\nTranslationTask.max_len = 24\n"
+    )
+    proc = nestbench("run", str(spec), "--quiet", "--wandb", "disabled", env=run_env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = [p for p in (tmp_path / "runs" / "quickstart_ast").iterdir() if p.is_dir()]
+    assert (run / "tokenizer" / "source.model").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    for m in metrics.values():
+        assert 0 <= m["bleu"] <= 100 and 0 <= m["baseline_bleu_most_frequent"] <= 100
+    (record,) = ResultsStore(tmp_path / "runs" / "results.jsonl").read()
+    assert record["task"] == "ast" and record["convention"]["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
