@@ -143,7 +143,10 @@ class TranslationEvaluator(KeyedOutputs):
         refs = {k: self.references[k] for k in hyps}
         scores = translation_scores(refs, hyps)
         base = translation_scores(refs, {k: self.baseline for k in hyps})
-        return {**scores, "baseline_bleu_most_frequent": base["bleu"]}
+        # numbers for the result table, and the signature beside the BLEU it qualifies (the run's convention
+        # holds it too); n-gram precisions and chrF's signature stay in `nestbench score ast`'s output
+        kept = {k: v for k, v in scores.items() if isinstance(v, int | float) or k == "bleu_signature"}
+        return {**kept, "baseline_bleu_most_frequent": base["bleu"]}
 
     def write(self, stem: Path) -> list[Path]:
         from nestbench.fileio import write_text_atomic
@@ -168,9 +171,9 @@ class TranslationHead(TextDecoderHead):
     """SLU's text decoder, plus a linear CTC output over the source vocabulary when the auxiliary
     source-transcript loss is on (``source_vocab`` > 0)."""
 
-    def __init__(self, *args, source_vocab: int = 0):
-        super().__init__(*args)
-        self.source_ctc = nn.Linear(args[0], source_vocab) if source_vocab else None
+    def __init__(self, feature_dim: int, *decoder_args, source_vocab: int = 0):
+        super().__init__(feature_dim, *decoder_args)
+        self.source_ctc = nn.Linear(feature_dim, source_vocab) if source_vocab else None
 
 
 # --- the task -----------------------------------------------------------------------------------

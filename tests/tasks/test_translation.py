@@ -90,6 +90,8 @@ def test_evaluator_is_sacrebleu_with_its_baseline_and_writes_what_score_ast_read
     assert scores["bleu"] == pytest.approx(expected.score)
     baseline = sacrebleu.corpus_bleu(["Die Katze schlief."] * 3, [[refs[k] for k in order]])
     assert scores["baseline_bleu_most_frequent"] == pytest.approx(baseline.score)
+    assert scores["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp")
+    assert all(isinstance(v, int | float) for k, v in scores.items() if k != "bleu_signature")  # a table of numbers
     (written,) = ev.write(tmp_path / "test")
     refs_file = tmp_path / "refs.jsonl"
     refs_file.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in refs.items()))
