@@ -11,7 +11,7 @@ from nestbench.task import Example, KeyedOutputs
 class _AutocastTask:
     """Reports, per example, whether CPU autocast to bfloat16 was on when the task ran."""
 
-    def infer(self, head, features, lengths):
+    def infer(self, head, features, lengths, examples=None):
         on = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
         return [on] * len(features)
 
