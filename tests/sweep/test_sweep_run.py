@@ -76,7 +76,13 @@ def test_sweep_writes_table_best_gin_plots_and_records(nestbench, sweep_spec, ru
     assert replay.returncode == 0, replay.stderr[-3000:]
     (again,) = ResultsStore(tmp_path / "replay" / "results.jsonl").read()
     assert again["metrics"]["dev"] == records[best.number]["metrics"]["dev"]
-    assert _dev_losses(tmp_path / "replay" / again["run_dir"]) == _dev_losses(runs / records[best.number]["run_dir"])
+    # The same training: equal metrics, and the same dev-loss curve up to float32 summation order. A logged
+    # loss is a vectorised sum whose split into SIMD lanes can follow the tensor's address, so two processes
+    # can differ in its last bits (seen: 5.0982704 vs 5.0982709) while every gradient, and so every later
+    # step, is identical; a changed model or schedule moves it by far more than 1e-6.
+    replayed = [float(x) for x in _dev_losses(tmp_path / "replay" / again["run_dir"])]
+    original = [float(x) for x in _dev_losses(runs / records[best.number]["run_dir"])]
+    assert replayed == pytest.approx(original, rel=1e-6, abs=0)
 
     status = nestbench("sweep", "--status", STUDY, env=run_env, cwd=tmp_path)
     assert status.returncode == 0, status.stderr
