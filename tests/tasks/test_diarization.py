@@ -125,6 +125,22 @@ def test_evaluator_stitches_windows_scores_and_writes_rttm(tmp_path):
     assert json.loads(files[1].read_text())["convention"]["collar_per_side"] == 0.25
 
 
+def test_more_reference_speakers_than_outputs_are_counted_and_their_speech_scored_as_missed(tmp_path):
+    """md-eval scores every reference speaker: one the head has no slot for is missed speech, not skipped."""
+    ref = tmp_path / "ref.rttm"
+    ref.write_text("".join(f"SPEAKER s1 1 {4.0 * i:.3f} 4.000 <NA> <NA> {x} <NA> <NA>\n" for i, x in enumerate("ABC")))
+    task = DiarizationTask(max_speakers=2, eval_window=20.0, eval_hop=10.0, collar=0.0)
+    entries = [{"id": "s1", "duration": 12.0, "_source": "m:1"}]
+    ev = SessionEvaluator(EvalSet("test", tmp_path / "m.jsonl", {"rttm": ref}), entries, task)
+    (window,) = task.examples(entries[0], "eval")
+    t = (np.arange(int(round(12.0 / 0.08))) + 0.5) * 0.08
+    activity = np.stack([(t < 4.0), (t >= 4.0) & (t < 8.0)], 1).astype(float)  # A and B perfect; no slot for C
+    ev.update([window], [(activity, np.eye(2))])
+    m = ev.compute()
+    assert m["n_sessions_over_max_speakers"] == 1
+    assert m["missed"] == pytest.approx(1 / 3, abs=0.01) and m["der"] == pytest.approx(1 / 3, abs=0.01)
+
+
 def test_frame_shift_must_match_the_encoder():
     with pytest.raises(DiarizationDataError, match="frame_shift"):
         DiarizationTask().build_head(EncoderView(32, 2, 0.04))
