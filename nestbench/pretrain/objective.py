@@ -13,12 +13,13 @@ spec-augment modules have no weights).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..encoder import NestEncoder
-from .augmentation import MultiSpeakerNoiseAugmentation
+from .augmentation import MultiSpeakerNoiseAugmentation, NoiseSource
 from .decoder import MultiSoftmaxDecoder
 from .loss import MultiMLMLoss
 from .masking import RandomBlockMasking
@@ -28,6 +29,28 @@ NEMO_MODEL_TARGET = "nemo.collections.asr.models.ssl_models.EncDecDenoiseMaskedT
 _SSL_PARTS = ("quantizer", "mask_processor", "decoder")
 # top-level modules of NeMo's model that carry no weights we need (or none at all)
 _NEMO_PARTS = ("preprocessor", "encoder", *_SSL_PARTS, "loss", "spec_augmentation")
+
+
+def check_keys(
+    expected: dict[str, torch.Tensor],
+    given: dict[str, torch.Tensor],
+    origin: str,
+    *,
+    unexpected: list[str] | None = None,
+    optional: tuple[str, ...] = (),
+) -> None:
+    """Refuse ``given`` unless it has every expected key (``optional`` ones aside) at the expected shape;
+    ``unexpected`` defaults to the given keys not expected."""
+    missing = sorted(k for k in expected if k not in given and k not in optional)
+    if unexpected is None:
+        unexpected = sorted(k for k in given if k not in expected)
+    mismatched = sorted(
+        f"{k}: {tuple(given[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in given and tuple(given[k].shape) != tuple(v.shape)
+    )
+    if missing or unexpected or mismatched:
+        raise CheckpointMismatchError(origin, missing, unexpected, mismatched)
 
 
 class CheckpointMismatchError(ValueError):
@@ -138,6 +161,20 @@ class NestObjective(nn.Module):
         return {"loss": out.loss, "accuracy": out.accuracy, "n_masked": out.n_masked}
 
     # -- NeMo checkpoints ---------------------------------------------------------------------------
+    @classmethod
+    def from_nemo(
+        cls,
+        source: str | Path,
+        *,
+        noise: NoiseSource | None = None,
+        augment: bool = True,
+        cache_dir: str | Path | None = None,
+    ) -> NestObjective:
+        """Rebuild from a NEST ``.nemo``, ours or NeMo's (``nemo_export.load_nest_objective``), in eval mode."""
+        from .nemo_export import load_nest_objective
+
+        return load_nest_objective(source, noise=noise, augment=augment, cache_dir=cache_dir)
+
     def state_dict_for_nemo(self) -> dict[str, torch.Tensor]:
         """Every weight under NeMo ``EncDecDenoiseMaskedTokenPredModel``'s key names."""
         out = dict(self.nest.nemo_state_dict())
@@ -186,7 +223,7 @@ class NestObjective(nn.Module):
         given = {k: v for k, v in state_dict.items() if k.split(".", 1)[0] in _SSL_PARTS}
         unexpected = sorted(k for k in state_dict if k not in expected and k.split(".", 1)[0] not in _NEMO_PARTS)
         unexpected += sorted(k for k in given if k not in expected)
-        self._load_checked(expected, given, sorted(unexpected), origin)
+        check_keys(expected, given, origin, unexpected=sorted(unexpected))
         for part in _SSL_PARTS:
             prefix = f"{part}."
             getattr(self, part).load_state_dict({k[len(prefix) :]: v for k, v in given.items() if k.startswith(prefix)})
@@ -198,14 +235,3 @@ class NestObjective(nn.Module):
         parts, _ = split_state_dict(state_dict)
         self.nest.load_nemo_state_dict(parts.get("preprocessor", {}), parts.get("encoder", {}), origin=origin)
         self.load_nemo_ssl_parts(state_dict, origin=origin)
-
-    @staticmethod
-    def _load_checked(expected: dict, given: dict, unexpected: list[str], origin: str) -> None:
-        missing = sorted(k for k in expected if k not in given)
-        mismatched = sorted(
-            f"{k}: {tuple(given[k].shape)} != {tuple(v.shape)}"
-            for k, v in expected.items()
-            if k in given and tuple(given[k].shape) != tuple(v.shape)
-        )
-        if missing or unexpected or mismatched:
-            raise CheckpointMismatchError(origin, missing, unexpected, mismatched)
