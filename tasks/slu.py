@@ -15,6 +15,7 @@ SLURP-format corpus synthesised offline for the quickstart). Both go through the
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -163,16 +164,22 @@ def _entry_semantics(entry: dict) -> tuple[str, str, tuple[SlotValue, ...]]:
 class SlurpEvaluator(KeyedOutputs):
     """Decoded semantics text per recording file, scored by SLURP's official definitions."""
 
-    def __init__(self, references: dict[str, SluPrediction]):
+    def __init__(self, references: dict[str, SluPrediction], majority: tuple[str, str] | None = None):
         super().__init__()
-        self.references = references
+        self.references, self.majority = references, majority
 
     def predictions(self) -> dict[str, SluPrediction]:
         return {k: text_to_semantics(k, texts[0]) for k, texts in self.by_key().items()}
 
     def compute(self) -> dict[str, float]:
         preds = self.predictions()
-        return score_slurp({k: self.references[k] for k in preds}, preds)
+        refs = {k: self.references[k] for k in preds}
+        scores = score_slurp(refs, preds)
+        if self.majority is not None:  # the trivial baseline beside the claim: every file gets the training majority
+            scenario, action = self.majority
+            guess = {k: SluPrediction(file=k, scenario=scenario, action=action, entities=()) for k in preds}
+            scores["baseline_intent_acc_majority"] = score_slurp(refs, guess)["intent_acc"]
+        return scores
 
     def write(self, stem: Path) -> list[Path]:
         target = Path(stem).with_suffix(".jsonl")
@@ -227,6 +234,7 @@ class SluTask:
         self.ff_dim, self.dropout, self.label_smoothing = ff_dim, dropout, label_smoothing
         self.beam_size, self.length_penalty, self.max_len = beam_size, length_penalty, max_len
         self.tokenizer: SentencePieceTokenizer | None = None  # fitted by setup() on the training targets
+        self.majority: tuple[str, str] | None = None  # the training set's most frequent intent, by setup()
 
     # data
     def check_data(self, source) -> list[str]:
@@ -255,6 +263,8 @@ class SluTask:
                 texts, prefix, vocab_size=self.vocab_size, model_type="bpe", user_defined_symbols=[*intents, *types]
             )
         self.tokenizer = SentencePieceTokenizer(model)
+        counts = Counter((e["scenario"], e["action"]) for e in train_entries)
+        self.majority = min(counts, key=lambda k: (-counts[k], k)) if counts else None  # ties: first by name
 
     def examples(self, entry: dict, stage: Stage) -> list[Example]:
         return [whole(entry)]
@@ -302,7 +312,7 @@ class SluTask:
 
     # scoring
     def evaluator(self, eval_set: EvalSet, entries: Sequence[dict]) -> SlurpEvaluator:
-        return SlurpEvaluator({e["id"]: reference(e) for e in entries})
+        return SlurpEvaluator({e["id"]: reference(e) for e in entries}, self.majority)
 
     @property
     def _tok(self) -> SentencePieceTokenizer:
