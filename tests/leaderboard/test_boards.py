@@ -92,7 +92,7 @@ def test_quickstart_board_has_only_quickstart_rows(boards):
     assert "quickstart_slurp/" not in card
     assert "NEST card |" not in quick and "not comparable with the NEST model card" in quick
     assert "`slurp/" not in quick and "asr_mcv_de/" not in quick
-    assert _line(quick, "| nestbench[^slurp-1]").endswith("| fine-tuned | 31.00 ± 1.41 | 26.00 ± 1.41 |")
+    assert _line(quick, "| nestbench[^slurp-1]").endswith("| fine-tuned | 31.00 ± 1.41 | 26.00 ± 1.41 | 4.17 ± 0.00 |")
     assert "No quickstart results yet for: Multilingual ASR" in quick
 
 
