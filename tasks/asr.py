@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nestbench.commands import Arg, Verb
-from nestbench.modules.ctc import CtcBeamDecoder, ctc_loss, greedy_ctc, write_lexicon
+from nestbench.modules.ctc import CtcBeamDecoder, ctc_loss, ctc_targets, greedy_ctc, write_lexicon
 from nestbench.modules.transducer import JointNetwork, PredictionNetwork, greedy_transducer, transducer_loss
 from nestbench.provenance import short_hash
 from nestbench.task import DataSplits, EncoderView, EvalSet, Example, KeyedOutputs, Metric, Stage, whole
@@ -442,11 +442,8 @@ class AsrTask:
         return self._tok.encode(self.text(example.entry))
 
     def collate_targets(self, targets: Sequence[list[int]]) -> dict[str, torch.Tensor]:
-        lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
-        out = torch.full((len(targets), max(1, int(lengths.max()))), BLANK, dtype=torch.long)
-        for i, t in enumerate(targets):
-            out[i, : len(t)] = torch.tensor(t, dtype=torch.long)
-        return {"tokens": out, "token_lengths": lengths}
+        tokens, lengths = ctc_targets(targets, BLANK)
+        return {"tokens": tokens, "token_lengths": lengths}
 
     # model
     def build_head(self, encoder: EncoderView) -> AsrHead:

@@ -34,7 +34,7 @@ from torch import nn
 
 from nestbench.commands import Arg, Verb
 from nestbench.modules.beam_search import beam_search
-from nestbench.modules.ctc import ctc_loss
+from nestbench.modules.ctc import ctc_loss, ctc_targets
 from nestbench.modules.text_decoder import TextDecoderHead, sequence_loss, teacher_forcing_batch
 from nestbench.provenance import short_hash
 from nestbench.task import DataSplits, EncoderView, EvalSet, Example, KeyedOutputs, Metric, Stage, whole
@@ -315,12 +315,8 @@ class TranslationTask:
         inputs, outputs = teacher_forcing_batch([t for _, t, _ in targets], starts, tok.eos_id, tok.pad_id)
         batch = {"tokens_in": inputs, "tokens_out": outputs, "start": torch.tensor(starts)}
         if self.source_tokenizer is not None:
-            sources = [s for _, _, s in targets]
-            lengths = torch.tensor([len(s) for s in sources], dtype=torch.long)
-            padded = torch.zeros((len(sources), max(1, int(lengths.max()))), dtype=torch.long)
-            for i, s in enumerate(sources):
-                padded[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-            batch |= {"source_tokens": padded, "source_lengths": lengths}
+            sources, lengths = ctc_targets([s for _, _, s in targets], self.source_tokenizer.pad_id)
+            batch |= {"source_tokens": sources, "source_lengths": lengths}
         return batch
 
     # model

@@ -22,6 +22,16 @@ import torch
 SEPARATOR = "|"  # how the word separator token is named to flashlight
 
 
+def ctc_targets(sequences: Sequence[Sequence[int]], blank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Label sequences as ``ctc_loss`` takes them: right-padded with ``blank`` to [B, max(1, U)], and their
+    lengths [B] (an empty sequence keeps one padded column, so the tensor is never zero-width)."""
+    lengths = torch.tensor([len(t) for t in sequences], dtype=torch.long)
+    out = torch.full((len(sequences), max(1, int(lengths.max()))), blank, dtype=torch.long)
+    for i, t in enumerate(sequences):
+        out[i, : len(t)] = torch.tensor(list(t), dtype=torch.long)
+    return out, lengths
+
+
 def ctc_loss(
     logits: torch.Tensor, lengths: torch.Tensor, tokens: torch.Tensor, token_lengths: torch.Tensor, blank: int
 ) -> torch.Tensor:
