@@ -4,6 +4,7 @@ Run folder ``<runs>/<experiment>/<run-id>/``:
   ``config.gin`` operative config · ``run.json`` provenance · ``run.log`` · ``csv/metrics.csv`` curves
   ``checkpoints/{best,last}.ckpt`` · ``predictions/{dev,test}.*`` in the task's native format
   ``metrics.json`` final dev + test metrics · ``wandb/`` offline W&B run (unless disabled)
+  ``layer_weights.{json,png}`` the learned layer weights of a frozen encoder ('superb'/'nemo' aggregation)
 and one record appended to ``<runs>/results.jsonl``.
 """
 
@@ -25,6 +26,7 @@ import torch
 from .data import cache_utterances, data_fingerprint, read_entries
 from .evaluation import eval_loader, evaluate_sets, train_loader
 from .experiment import Experiment
+from .layer_profile import layer_profile, write_layer_profile
 from .provenance import config_hash, device_info, git_state, package_versions, portable_path
 from .results import ResultsStore
 from .rundir import find_resumable, new_run_dir
@@ -167,10 +169,14 @@ def _run_in(
         run_dir / "predictions", progress=progress,
     )  # fmt: skip
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    layer_weights = layer_profile(upstream)  # the best checkpoint's learned layer mix (frozen runs)
+    if layer_weights is not None:
+        write_layer_profile(layer_weights, run_dir, f"{exp.name} ({exp.task.name})")
 
     # 7. provenance record in the results store
     record = {
         **_record(spec, exp, runs, run_dir, metrics, splits, upstream, started),
+        "layer_weights": layer_weights,
         "best_checkpoint": portable_path(best, root=runs),
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,

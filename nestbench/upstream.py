@@ -141,7 +141,7 @@ class Upstream(nn.Module):
         return self.aggregator(layers.transpose(0, 1)), lengths
 
     def layer_weights(self) -> dict[int, float]:
-        return {i: float(w) for i, w in zip(self.layer_ids, self.aggregator.normalised_weights(), strict=True)}
+        return {i: float(w) for i, w in zip(self.layer_ids, self.aggregator.normalised_weights().detach(), strict=True)}
 
 
 def build_upstream(setup: EncoderSetup) -> Upstream:

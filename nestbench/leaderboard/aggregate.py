@@ -259,6 +259,17 @@ def _rows(placed: list[Placed], table: Table) -> list[OurRow]:
     return rows
 
 
+def row_layer_weights(row: OurRow) -> dict[str, float] | None:
+    """The learned layer weights behind a row: those of its used run, the mean over its seeds' runs
+    when several are used (as its cells are); None when none of them recorded weights."""
+    profiles = [run.record.get("layer_weights") for run in row.used]
+    weights = [p["weights"] for p in profiles if isinstance(p, dict) and isinstance(p.get("weights"), dict)]
+    if not weights:
+        return None
+    layers = sorted({k for w in weights for k in w}, key=int)
+    return {k: statistics.fmean(w[k] for w in weights if k in w) for k in layers}
+
+
 def _row_key(rec: dict) -> tuple:
     enc = rec["encoder"]
     identity = enc.get("sha256") or enc["checkpoint"]

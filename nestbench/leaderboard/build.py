@@ -1,7 +1,8 @@
 """``build_leaderboards``: results stores in, boards (markdown + PNGs) out.
 
 Two boards: ``nest_card.md`` (the card tables with our full-data rows) and ``quickstart.md`` (our
-quickstart rows only), each with ``<board>_<table>.png`` beside it. Run folders are linked relative
+quickstart rows only), each with ``<board>_<table>.png`` beside it and, when a frozen row recorded its
+learned layer weights, ``<board>_layers.png`` (layer use per task). Run folders are linked relative
 to the board when the record holds a relative ``run_dir`` (relative to ``runs_root``, the directory
 ``nestbench run`` was started from); an absolute ``run_dir`` is printed as recorded, because
 relativising it would make the board depend on where this checkout lives.
@@ -13,10 +14,11 @@ import logging
 import os
 from pathlib import Path, PurePosixPath
 
+from ..layer_profile import PNG_FILE as LAYER_PNG
 from ..results import ResultsStore
-from .aggregate import Placement, Refusal, Run, place
-from .plots import plot_table
-from .render import render_board
+from .aggregate import Placement, Refusal, Run, place, row_layer_weights
+from .plots import plot_layer_use, plot_table
+from .render import mode_label, render_board
 from .tables import Table, load_tables
 
 log = logging.getLogger(__name__)
@@ -102,11 +104,30 @@ def _write_board(board: str, stem: str, tables: list[Table], placement: Placemen
             written.append(png)
         elif png.exists():
             png.unlink()  # a plot left from an earlier build would no longer match its board
+    layers = plot_layer_use(_layer_profiles(tables, rows), out_dir / f"{stem}_layers.png")
+    if layers is not None:
+        written.append(layers)
+    elif (out_dir / f"{stem}_layers.png").exists():
+        (out_dir / f"{stem}_layers.png").unlink()  # stale: no frozen row with weights any more
     refused = [r for r in placement.refusals if (r.board if r.board in BOARD_FILES else "full") == board]
-    text = render_board(board, tables, rows, plots=plots, link=lambda run: _link(run, out_dir, root), refused=refused)
+    text = render_board(
+        board, tables, rows, plots=plots, link=lambda run: _link(run, out_dir, root), refused=refused,
+        layers=layers.name if layers is not None else None,
+    )  # fmt: skip
     md = out_dir / f"{stem}.md"
     md.write_text(text, encoding="utf-8", newline="\n")
     return [md, *written]
+
+
+def _layer_profiles(tables: list[Table], rows: dict) -> list[tuple[str, dict[str, float]]]:
+    """(footnote id and setup, weights) of every row with learned layer weights, in board order."""
+    profiles = []
+    for table in tables:
+        for i, row in enumerate(rows[table.id], start=1):
+            weights = row_layer_weights(row)
+            if weights:
+                profiles.append((f"{table.id}-{i}: {row.model}, {mode_label(row.mode, row.aggregation)}", weights))
+    return profiles
 
 
 def _link(run: Run, out_dir: Path, root: Path) -> str:
@@ -120,4 +141,7 @@ def _link(run: Run, out_dir: Path, root: Path) -> str:
     base = run.store.parent if (run.store.parent / run_dir).is_dir() else Path(root) / "runs"
     target = os.path.relpath(os.path.abspath(os.path.join(base, run_dir)), os.path.abspath(out_dir))
     target = PurePosixPath(*Path(target).parts).as_posix()
-    return f"[run folder](<{target}>)" if " " in target else f"[run folder]({target})"
+    links = [("run folder", target)]
+    if run.record.get("layer_weights"):
+        links.append(("layer weights", f"{target}/{LAYER_PNG}"))
+    return ", ".join(f"[{text}](<{t}>)" if " " in t else f"[{text}]({t})" for text, t in links)

@@ -1,13 +1,12 @@
-"""One PNG per table: grouped bars, card rows beside ours, one group per column.
+"""One PNG per table: grouped bars, card rows beside ours, one group per column; and one heatmap of
+the frozen rows' learned layer weights per board.
 
-Drawn on a private Agg canvas (no pyplot, so a notebook's backend and figures are left alone) with
-fixed size, fonts and colours, and saved without the ``Software`` tag, so the same results and the
-same matplotlib give the same bytes.
+Fixed size, fonts and colours, saved as ``figures.save_png`` does: the same results and the same
+matplotlib give the same bytes.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import textwrap
 from pathlib import Path
@@ -16,20 +15,13 @@ from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..figures import STYLE, save_png
 from .aggregate import OurRow
 from .render import mode_label
 from .tables import Table
 
 CARD_COLOURS = ("#4d4d4d", "#8c8c8c", "#bdbdbd")
 OUR_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-STYLE = {
-    "font.family": "DejaVu Sans",
-    "font.size": 8,
-    "svg.hashsalt": "nestbench",
-    "path.simplify": False,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-}
 
 
 def plot_table(table: Table, ours: list[OurRow], path: Path, *, with_reference: bool) -> Path | None:
@@ -67,8 +59,30 @@ def plot_table(table: Table, ours: list[OurRow], path: Path, *, with_reference: 
         ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.grid(axis="y", linewidth=0.3)
         ax.set_axisbelow(True)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buf.getvalue())
-    return path
+        return save_png(fig, path)
+
+
+def plot_layer_use(profiles: list[tuple[str, dict[str, float]]], path: Path) -> Path | None:
+    """A heatmap of learned layer weights, one row per ``(label, {layer id: weight})``, layers on x
+    (as the SUPERB and NEST papers' layer-weight figures); None when there is no row."""
+    if not profiles:
+        return None
+    n_layers = 1 + max(int(k) for _, weights in profiles for k in weights)
+    grid = [[weights.get(str(j), math.nan) for j in range(n_layers)] for _, weights in profiles]
+    with rc_context(STYLE):
+        fig = Figure(figsize=(max(4.0, 0.35 * n_layers + 3.5), 0.4 * len(profiles) + 1.4), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        image = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
+        if n_layers <= 16:  # small grids carry their numbers
+            for i, row in enumerate(grid):
+                for j, w in enumerate(row):
+                    if not math.isnan(w):
+                        ax.text(j, i, f"{w:.2f}", ha="center", va="center", fontsize=6, color="white")
+        ax.set_xticks(range(n_layers))
+        ax.set_xlabel("encoder layer")
+        ax.set_yticks(range(len(profiles)))
+        ax.set_yticklabels([textwrap.fill(label, 48) for label, _ in profiles])
+        ax.set_title("Learned layer weights of frozen encoders")
+        fig.colorbar(image, ax=ax, label="weight")
+        return save_png(fig, path)

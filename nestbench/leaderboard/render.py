@@ -42,8 +42,10 @@ def render_board(
     plots: dict[str, str],
     link: Callable[[Run], str],
     refused: list[Refusal] = (),
+    layers: str | None = None,
 ) -> str:
-    """One board: per table the card rows (full board only), our rows, a plot; footnotes with provenance."""
+    """One board: per table the card rows (full board only), our rows, a plot; the frozen rows' layer
+    weights (``layers``, a PNG name); footnotes with provenance."""
     title, intro = BOARD_TEXT[board]
     lines = [
         title,
@@ -67,6 +69,17 @@ def render_board(
             lines += ["No quickstart results yet: run `nestbench run experiments/quickstart/slurp.gin`.", ""]
         if missing:
             lines += ["No quickstart results yet for: " + "; ".join(missing) + ".", ""]
+    if layers:
+        lines += [
+            "## Layer use (frozen encoders)",
+            "",
+            "The learned layer weights of each frozen result (softmax weights for SUPERB aggregation, raw weights for "
+            "NeMo), one row per result named by its footnote: which encoder layers each task draws on. Each run "
+            "folder's `layer_weights.png` shows its own.",
+            "",
+            f"![Layer use of frozen encoders]({layers})",
+            "",
+        ]
     if refused:
         lines += ["## Refused results", "", "Left out of this board because their convention does not fit:", ""]
         lines += [f"- `{r.run}` → {r.table_title or 'every table'}: " + _escape("; ".join(r.reasons)) for r in refused]

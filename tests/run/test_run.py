@@ -66,6 +66,7 @@ def test_run_writes_everything_and_learns(nestbench, tiny_spec, run_env, tmp_pat
     # no machine paths: the spec as named under the working directory, the run folder under the runs folder
     assert record["spec"] == tiny_spec.name or not Path(record["spec"]).is_absolute()
     assert record["run_dir"] == f"quickstart_slurp/{run.name}" and "device" in record
+    assert record["layer_weights"] is None and not (run / "layer_weights.png").exists()  # fine-tuned: last layer
 
     # it learns: training loss falls well below where it started, and held-out loss falls too
     rows = _csv_rows(run / "csv" / "metrics.csv")

@@ -29,7 +29,8 @@ def _runs(runs: Path, name: str) -> list[Path]:
 
 
 def test_second_run_reads_every_feature_from_the_cache(nestbench, tiny_frozen_spec, run_env, tmp_path):
-    args = ("run", str(tiny_frozen_spec), "--quiet", "--wandb", "disabled")
+    two_layers = ("--gin", "make_tiny_nest.n_layers = 2")  # a layer profile with a mix to learn
+    args = ("run", str(tiny_frozen_spec), "--quiet", "--wandb", "disabled", *two_layers)
     first = nestbench(*args, env=run_env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     second = nestbench(*args, env=run_env, cwd=tmp_path)
@@ -51,11 +52,17 @@ def test_second_run_reads_every_feature_from_the_cache(nestbench, tiny_frozen_sp
         with open(run / "csv" / "metrics.csv", newline="") as f:
             rows = [r for r in csv.DictReader(f) if r.get("layer_weight/0")]
         assert rows, "layer weights are logged at every validation"
-        weights = [float(rows[-1][f"layer_weight/{i}"]) for i in range(1)]  # the tiny encoder has 1 layer
+        weights = [float(rows[-1][f"layer_weight/{i}"]) for i in range(2)]
         assert sum(weights) == pytest.approx(1.0)
         # the run's checkpoints hold the head and the layer weights, not the encoder
         state = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
         assert "upstream.aggregator.weights" in state and not any(k.startswith("upstream.encoder.") for k in state)
+        # the best checkpoint's layer profile: in the run folder and in the record, softmax weights summing to 1
+        record = json.loads((run / "run.json").read_text())
+        assert json.loads((run / "layer_weights.json").read_text()) == record["layer_weights"]
+        assert record["layer_weights"]["protocol"] == "superb" and set(record["layer_weights"]["weights"]) == {"0", "1"}
+        assert sum(record["layer_weights"]["weights"].values()) == pytest.approx(1.0)
+        assert (run / "layer_weights.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_frozen_without_cache_runs_the_encoder(nestbench, tiny_frozen_spec, run_env, tmp_path):
