@@ -78,11 +78,12 @@ def plot_layer_use(profiles: list[tuple[str, dict[str, float]]], path: Path) -> 
             for i, row in enumerate(grid):
                 for j, w in enumerate(row):
                     if not math.isnan(w):
-                        ax.text(j, i, f"{w:.2f}", ha="center", va="center", fontsize=6, color="white")
+                        ink = "black" if image.norm(w) > 0.6 else "white"  # readable on viridis' light end
+                        ax.text(j, i, f"{w:.2f}", ha="center", va="center", fontsize=6, color=ink)
         ax.set_xticks(range(n_layers))
         ax.set_xlabel("encoder layer")
         ax.set_yticks(range(len(profiles)))
-        ax.set_yticklabels([textwrap.fill(label, 48) for label, _ in profiles])
+        ax.set_yticklabels([textwrap.fill(label, 60) for label, _ in profiles])
         ax.set_title("Learned layer weights of frozen encoders")
         fig.colorbar(image, ax=ax, label="weight")
         return save_png(fig, path)

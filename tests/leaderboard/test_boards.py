@@ -156,3 +156,51 @@ def test_sv_cells_name_each_boards_split(tmp_path):
     assert _line(sv, "| nestbench[^speaker_verification-1]").endswith("| 12.50 | 0.500 | 0.400 | 25.00 |")
     card = (out / "nest_card.md").read_text()
     assert "Our cells: `metrics.voxceleb1_o.<metric>`" in card[card.index("## Speaker verification") :]
+
+
+def _with_layer_weights(peaks: dict[str, int]) -> list[str]:
+    """The accepted fixture with learned SUPERB weights (18 layers, peaked at ``peaks[run_id]``) on the frozen runs."""
+    lines = []
+    for line in (FIXTURES / "accepted.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["run_id"] in peaks:
+            weights = {str(i): 0.15 if i == peaks[record["run_id"]] else 0.05 for i in range(18)}
+            record["layer_weights"] = {"protocol": "superb", "temperature": 1.0, "weights": weights}
+        lines.append(json.dumps(record) + "\n")
+    return lines
+
+
+def test_layer_use_of_frozen_rows_is_drawn_and_linked(tmp_path):
+    peaks = {"20261204-090000": 3, "20261205-090000": 12}
+    boards = _build(tmp_path, "layers", _with_layer_weights(peaks))
+    data = (boards / "nest_card_layers.png").read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 5000 and b"matplotlib" not in data
+    card = (boards / "nest_card.md").read_text()
+    section = card[card.index("## Layer use (frozen encoders)") :]
+    assert "![Layer use of frozen encoders](nest_card_layers.png)" in section
+    note = _line(card, "[^slurp-2]:")  # the frozen row: its used run's bar chart beside its run folder
+    (used,) = [run for run in peaks if f"slurp_frozen/{run}`" in note]
+    assert f"[run folder](../runs/slurp_frozen/{used})" in note
+    assert f"[layer weights](../runs/slurp_frozen/{used}/layer_weights.png)" in note
+    assert "layer weights" not in _line(card, "[^slurp-1]:")  # fine-tuned: no weights
+    # the quickstart board has no frozen row: no figure, no section
+    assert not (boards / "quickstart_layers.png").exists()
+    assert "Layer use" not in (boards / "quickstart.md").read_text()
+
+    # the row's profile is its used run's (best dev of its seed), not a mix with the other run
+    from nestbench.leaderboard import load_tables, place, read_results
+    from nestbench.leaderboard.aggregate import row_layer_weights
+
+    rows = place(read_results(tmp_path / "layers" / "results"), load_tables()).rows[("full", "slurp")]
+    (frozen,) = [row for row in rows if row.mode == "frozen"]
+    weights = row_layer_weights(frozen)
+    assert max(weights, key=weights.get) == str(peaks[used]) and sum(weights.values()) == pytest.approx(1.0)
+
+
+def test_layer_use_figure_is_removed_when_no_record_has_weights(tmp_path):
+    boards = _build(tmp_path, "stale", _with_layer_weights({"20261204-090000": 3, "20261205-090000": 3}))
+    assert (boards / "nest_card_layers.png").exists()
+    (tmp_path / "stale" / "results" / "store.jsonl").write_text((FIXTURES / "accepted.jsonl").read_text())
+    build_leaderboards(tmp_path / "stale" / "results", boards, runs_root=tmp_path / "stale")
+    assert not (boards / "nest_card_layers.png").exists()
+    assert "Layer use" not in (boards / "nest_card.md").read_text()
