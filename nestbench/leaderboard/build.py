@@ -104,11 +104,12 @@ def _write_board(board: str, stem: str, tables: list[Table], placement: Placemen
             written.append(png)
         elif png.exists():
             png.unlink()  # a plot left from an earlier build would no longer match its board
-    layers = plot_layer_use(_layer_profiles(tables, rows), out_dir / f"{stem}_layers.png")
+    layers_png = out_dir / f"{stem}_layers.png"
+    layers = plot_layer_use(_layer_profiles(tables, rows), layers_png)
     if layers is not None:
         written.append(layers)
-    elif (out_dir / f"{stem}_layers.png").exists():
-        (out_dir / f"{stem}_layers.png").unlink()  # stale: no frozen row with weights any more
+    elif layers_png.exists():
+        layers_png.unlink()  # stale: no frozen row with weights any more
     refused = [r for r in placement.refusals if (r.board if r.board in BOARD_FILES else "full") == board]
     text = render_board(
         board, tables, rows, plots=plots, link=lambda run: _link(run, out_dir, root), refused=refused,
