@@ -76,6 +76,24 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain(args: argparse.Namespace) -> int:
+    from .pretrain.run import run_pretraining
+    from .spec import load_spec
+
+    spec = load_spec(args.spec, args.gin, root="PretrainExperiment")
+    resume = True if args.resume == "latest" else args.resume
+    result = run_pretraining(spec, runs_dir=args.runs_dir, resume=resume, wandb=args.wandb, progress=not args.quiet)
+    if result.record:  # other DDP ranks only train: rank 0 reports
+        print(format_metrics(f"{spec.experiment.name} (pretraining)", _printable(result.metrics)))
+        print(f"model: {result.run_dir / 'nest.nemo'}")
+        print(f"run folder: {result.run_dir}")
+    return 0
+
+
+def _printable(metrics: dict) -> dict:
+    return {split: {k: v for k, v in m.items() if isinstance(v, (int, float, bool))} for split, m in metrics.items()}
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from .runner import prepare_experiment
     from .spec import load_spec
@@ -167,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
+
+    pre = sub.add_parser(
+        "pretrain", help="NEST self-supervised pretraining from a spec (.gin): from scratch or continued"
+    )
+    pre.add_argument("spec", help="pretraining spec, e.g. experiments/quickstart/pretrain.gin")
+    pre.add_argument("--gin", action="append", default=[], help="extra binding, as for run")
+    pre.add_argument("--runs-dir", default=None, help="default: $NESTBENCH_RUNS or ./runs")
+    pre.add_argument("--resume", nargs="?", const="latest", default=None, help="as for run")
+    pre.add_argument("--wandb", choices=["online", "offline", "disabled"], default=None, help="as for run")
+    pre.add_argument("--quiet", action="store_true", help="no progress bars")
+    pre.set_defaults(func=_pretrain)
 
     prep = sub.add_parser(
         "prepare", help="prepare a spec's data and fill its frozen encoder's feature cache, without training"

@@ -51,6 +51,15 @@ def _configurables() -> dict[str, object]:
     from .sweep.space import Categorical, FloatRange, IntRange
 
     items.update(Sweep=Sweep, FloatRange=FloatRange, IntRange=IntRange, Categorical=Categorical)
+    from .pretrain.setup import NestObjectiveSetup, PretrainExperiment
+    from .pretrain.sources import ManifestAudio, SpeechMiniAudio
+
+    items.update(
+        PretrainExperiment=PretrainExperiment,
+        NestObjectiveSetup=NestObjectiveSetup,
+        ManifestAudio=ManifestAudio,
+        SpeechMiniAudio=SpeechMiniAudio,
+    )
     return items
 
 
@@ -68,7 +77,7 @@ def _register() -> dict[str, object]:
 @dataclass(frozen=True)
 class LoadedSpec:
     path: Path
-    experiment: exp_module.Experiment
+    experiment: exp_module.Experiment  # or a ``PretrainExperiment``, for ``load_spec(..., root=...)``
     operative_config: str
     overrides: tuple[str, ...]
 
@@ -81,8 +90,9 @@ def project_root(spec: Path) -> Path:
     return spec.resolve().parent
 
 
-def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpec:
-    """Parse ``path`` + ``overrides`` (each a gin binding such as ``OptimizerSetup.lr = 3e-4``)."""
+def load_spec(path: str | Path, overrides: Sequence[str] = (), *, root: str = "Experiment") -> LoadedSpec:
+    """Parse ``path`` + ``overrides`` (each a gin binding such as ``OptimizerSetup.lr = 3e-4``) into the
+    configurable named ``root``: an ``Experiment``, or a ``PretrainExperiment`` for ``nestbench pretrain``."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: spec file not found")
@@ -97,7 +107,8 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpec:
             gin.parse_config_file(str(path))
             for n, text in enumerate(overrides, start=1):
                 _parse_override(n, text, registered)
-        experiment = gin.get_configurable(exp_module.Experiment)()
+        _check_root(path, overrides, root)
+        experiment = gin.get_configurable(registered[root])()
     except SpecError:
         raise
     except SyntaxError as err:
@@ -110,6 +121,20 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpec:
     operative = gin.operative_config_str()
     header = f"# spec: {path}\n" + "".join(f"# override: {o}\n" for o in overrides)
     return LoadedSpec(path, experiment, header + operative, tuple(overrides))
+
+
+_ROOT_COMMANDS = {"Experiment": "nestbench run", "PretrainExperiment": "nestbench pretrain"}
+
+
+def _check_root(path: Path, overrides: Sequence[str], root: str) -> None:
+    """A pretraining spec given to ``nestbench run`` (or the reverse) says which command it is for,
+    instead of gin's list of unbound required parameters."""
+    bound = {b.name.split(".")[0] for b in _statements(path, overrides)}
+    if root in bound:
+        return
+    for other, command in _ROOT_COMMANDS.items():
+        if other != root and other in bound:
+            raise SpecError(f"{path}: binds {other}, not {root}: it is a spec for `{command}`")
 
 
 def _parse_override(n: int, text: str, registered: dict[str, object]) -> None:

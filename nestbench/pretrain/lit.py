@@ -1,11 +1,13 @@
 """``PretrainModule``: a ``NestObjective`` trained by Lightning, resumable exactly.
 
 Every random draw of a step (augmentation and masking) comes from a ``torch.Generator`` seeded by
-(seed, epoch, global step, batch index), and dropout from the global seed set at each epoch start from (seed,
-epoch), as in ``nestbench.lit.TaskModule``; with a data loader whose order and crops depend only on
-(seed, epoch) (``BucketBatchSampler`` + ``UnlabelledAudio``), a run resumed from an epoch-end
-checkpoint continues exactly as the uninterrupted one. Validation masks with a generator seeded by
-the batch index and never augments, so dev numbers are comparable across epochs and runs.
+(seed, epoch, global step, batch index), and the global generator (dropout, the mel front end's dither)
+is reseeded from the same key before each step. Seeding only at the epoch start is not enough here:
+Lightning creates the loaders' iterators, which draw from the global generator, at different points in
+a resumed epoch than in an uninterrupted one, and the dither would differ. With a data loader whose
+order and crops depend only on (seed, epoch) (``BucketBatchSampler`` + ``UnlabelledAudio``), a run
+resumed from an epoch-end checkpoint continues exactly as the uninterrupted one. Validation masks with
+a generator seeded by the batch index and never augments, so dev numbers are comparable across epochs.
 """
 
 from __future__ import annotations
@@ -38,12 +40,11 @@ class PretrainModule(pl.LightningModule):
         return batch_to(batch, device)
 
     # -- training -----------------------------------------------------------------------------
-    def on_train_epoch_start(self) -> None:
-        torch.manual_seed(self.seed * 100_003 + self.current_epoch)  # dropout: as TaskModule
-
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         # batch_idx too: with gradient accumulation several batches share one global step
-        gen = step_generator(self.seed, self.current_epoch, self.global_step, batch_idx)
+        key = (self.seed, self.current_epoch, self.global_step, batch_idx)
+        gen = step_generator(*key)
+        torch.manual_seed(int(step_generator(*key, 1).initial_seed()))  # dropout and dither of this step
         out = self.objective(batch["audio"], batch["audio_lengths"], gen)
         loss = out["loss"]
         if not torch.isfinite(loss):

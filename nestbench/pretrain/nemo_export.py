@@ -37,7 +37,7 @@ _ARCHITECTURE_KEYS = (
 # top-level keys of NeMo's SSL models that switch on features NEST's objective does not have
 _UNSUPPORTED_TOP_LEVEL = ("loss_list", "dropout_features", "dropout_features_q", "feature_penalty")
 # the preprocessor buffers nestbench recomputes when a checkpoint lacks them (see NestEncoder)
-_OPTIONAL_KEYS = ("preprocessor.featurizer.window", "preprocessor.featurizer.fb")
+OPTIONAL_KEYS = ("preprocessor.featurizer.window", "preprocessor.featurizer.fb")
 
 # per part: (class, NeMo class name, keys that cannot change the numbers, keys accepted only at NeMo's value)
 _PARTS: dict[str, tuple[type, str, set[str], dict[str, Any]]] = {
@@ -244,7 +244,7 @@ def load_nest_objective(
     objective = nest_objective_from_config(ckpt.config, noise=noise, augment=augment)
     expected = objective.state_dict_for_nemo()
     given = ckpt.state_dict
-    check_keys(expected, given, str(ckpt.path), optional=_OPTIONAL_KEYS)
+    check_keys(expected, given, str(ckpt.path), optional=OPTIONAL_KEYS)
     objective.load_nemo_state_dict(given, origin=str(ckpt.path))
     objective.nest.checkpoint_sha256 = ckpt.sha256
     objective.nest.source = str(source)

@@ -107,8 +107,12 @@ class SpeechTextMiniConfig:
     channel_eq_db: float = 3.0
     snr_db_range: tuple[float, float] = (15.0, 40.0)
     level_db_range: tuple[float, float] = (-30.0, -20.0)
+    variants: tuple[str, ...] = ()  # the espeak voice variants speakers are dealt from (empty: all of VARIANTS)
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.variants) - set(VARIANTS))
+        if unknown:
+            raise ValueError(f"variants {unknown} are not usable espeak voice variants (see nestbench.synth.voices)")
         for split in SPLITS:
             if self.n_utterances(split) < 1 or self.n_speakers(split) < 1:
                 raise ValueError(f"n_{split} and n_{split}_speakers must each be >= 1")
@@ -178,14 +182,15 @@ def _variant_pools(config: SpeechTextMiniConfig, rng: np.random.Generator) -> di
     """Disjoint voice-variant pools per split: one variant per speaker when ``VARIANTS`` holds everyone,
     else pools in proportion to the speakers (at least one each; the rest to the largest split)."""
     counts = [config.n_speakers(split) for split in SPLITS]
-    if len(VARIANTS) < len(SPLITS):
+    variants = config.variants or VARIANTS
+    if len(variants) < len(SPLITS):
         raise ValueError("need at least one voice variant per split")
-    if sum(counts) <= len(VARIANTS):
+    if sum(counts) <= len(variants):
         sizes = counts
     else:
-        sizes = [max(1, n * len(VARIANTS) // sum(counts)) for n in counts]
-        sizes[int(np.argmax(counts))] += len(VARIANTS) - sum(sizes)
-    order = [VARIANTS[int(i)] for i in rng.permutation(len(VARIANTS))]
+        sizes = [max(1, n * len(variants) // sum(counts)) for n in counts]
+        sizes[int(np.argmax(counts))] += len(variants) - sum(sizes)
+    order = [variants[int(i)] for i in rng.permutation(len(variants))]
     starts = np.cumsum([0, *sizes])
     return {split: tuple(order[starts[k] : starts[k + 1]]) for k, split in enumerate(SPLITS)}
 

@@ -7,6 +7,7 @@ import pytest
 
 from nestbench.encoder.tiny import tiny_nest_args
 from nestbench.experiment import Experiment
+from nestbench.pretrain.setup import PretrainExperiment
 from nestbench.spec import SpecError, load_spec, operative_bindings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,12 +19,25 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("NESTBENCH_CACHE", str(tmp_path / "cache"))
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: str(p.relative_to(ROOT)))
+PRETRAIN_SPECS = [ROOT / "experiments" / "pretrain_nest.gin", ROOT / "experiments" / "quickstart" / "pretrain.gin"]
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if s not in PRETRAIN_SPECS], ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_shipped_spec_parses(spec):
     loaded = load_spec(spec)
     assert isinstance(loaded.experiment, Experiment)
     assert loaded.experiment.task.metrics
     assert "Experiment.name" in loaded.operative_config
+
+
+@pytest.mark.parametrize("spec", PRETRAIN_SPECS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shipped_pretraining_spec_parses(spec):
+    bound = ["TRAIN_MANIFESTS = ['t.jsonl']", "DEV_MANIFESTS = ['d.jsonl']", "NOISE_MANIFEST = 'n.jsonl'"]
+    loaded = load_spec(spec, bound if "quickstart" not in spec.parts else (), root="PretrainExperiment")
+    assert isinstance(loaded.experiment, PretrainExperiment)
+    assert "PretrainExperiment.name" in loaded.operative_config
+    with pytest.raises(SpecError, match="nestbench pretrain"):  # given to `nestbench run`
+        load_spec(spec, bound)
 
 
 # What experiments/quickstart/slurp.gin's header says it rebinds in experiments/slurp.gin: the data, the

@@ -1,0 +1,269 @@
+"""``nestbench pretrain``: NEST self-supervised pretraining from a spec. Reads top-down.
+
+Run folder ``<runs>/<experiment>/<run-id>/``, as ``nestbench run`` makes it:
+  ``config.gin`` operative config · ``run.json`` provenance · ``run.log`` · ``csv/metrics.csv`` curves
+  ``checkpoints/{best,last}.ckpt`` (Lightning; ``--resume`` continues from ``last``) · ``wandb/``
+  ``nest.nemo`` the final model in NeMo's ``EncDecDenoiseMaskedTokenPredModel`` layout (restorable by
+  NeMo, loadable by every nestbench spec as ``EncoderSetup.checkpoint``) · ``curves.png`` loss and
+  masked accuracy · ``metrics.json`` final dev numbers and the export's round-trip check
+and one record appended to ``<runs>/results.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..checkpoint.nemo_file import file_sha256
+from ..data import BucketBatchSampler, data_fingerprint
+from ..provenance import config_hash, git_state, package_versions, portable_path
+from ..results import ResultsStore
+from ..runner import (
+    RESULTS_FILE,
+    RUN_DIR_ENV,
+    PreflightError,
+    _ddp_rank_joining,
+    _device,
+    _log_to_file,
+    _one_lightning_log_stream,
+    _run_dir,
+    _wandb_id,
+    _write_or_check_config,
+    default_runs_dir,
+)
+from ..spec import LoadedSpec
+from ..threads import torch_threads as cpu_threads
+from ..tracking import log_final, make_loggers, wandb_mode
+from .build import build_objective
+from .curves import plot_curves
+from .data import NoiseSet, UnlabelledAudio, collate_audio
+from .lit import PretrainModule
+from .nemo_export import load_nest_objective, write_nest_nemo
+from .objective import NestObjective
+from .setup import PretrainExperiment
+from .sources import PretrainManifests
+
+log = logging.getLogger(__name__)
+EXPORT_NAME = "nest.nemo"
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    metrics: dict
+    record: dict
+
+
+def run_pretraining(
+    spec: LoadedSpec,
+    *,
+    runs_dir: str | Path | None = None,
+    resume: str | Path | bool | None = None,
+    wandb: str | None = None,
+    progress: bool = True,
+) -> PretrainResult:
+    """Pretrain as ``spec`` (a ``PretrainExperiment``) says; resumable like ``nestbench run``."""
+    exp: PretrainExperiment = spec.experiment
+    runs = default_runs_dir(runs_dir)
+    started = time.time()
+
+    # 1. fail fast: data, noise and checkpoint reachable before any work
+    preflight(exp)
+
+    # 2. run folder (DDP ranks Lightning re-launches join rank 0's)
+    joined = _ddp_rank_joining()
+    run_dir = joined or _run_dir(runs, exp.name, resume)
+    log_name = f"run.rank{os.environ['LOCAL_RANK']}.log" if joined else "run.log"
+    previous = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    try:
+        with cpu_threads(exp.trainer.cpu_threads), _log_to_file(run_dir / log_name):
+            return _pretrain_in(spec, exp, runs, run_dir, wandb, progress, started)
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous
+
+
+def preflight(exp: PretrainExperiment) -> None:
+    from ..checkpoint import checkpoint_status
+
+    problems = list(exp.data.missing())
+    local, missing = checkpoint_status(exp.checkpoint)
+    if missing:
+        problems.append(missing)
+    if problems:
+        raise PreflightError(f"pretraining '{exp.name}' cannot start:\n  - " + "\n  - ".join(problems))
+
+
+def _pretrain_in(spec, exp: PretrainExperiment, runs: Path, run_dir: Path, wandb, progress, started) -> PretrainResult:
+    _write_or_check_config(run_dir / "config.gin", spec.operative_config)
+    log.info("run folder %s", run_dir)
+    import lightning.pytorch as pl
+
+    _one_lightning_log_stream()
+    pl.seed_everything(exp.seed, workers=True)
+
+    # 3. data and objective: the noise set first, so a missing noise manifest stops the run here
+    manifests: PretrainManifests = exp.data.prepare(runs / "_data")
+    noise = NoiseSet.load(manifests.noise, required=exp.objective.noise_required and exp.objective.augment_prob > 0)
+    objective, start_sha = build_objective(exp, noise)
+    train_set = UnlabelledAudio.for_objective(manifests.train, objective, max_seconds=exp.max_seconds, seed=exp.seed)
+    dev_set = (
+        UnlabelledAudio.for_objective(manifests.dev, objective, max_seconds=exp.max_seconds, seed=exp.seed)
+        if manifests.dev
+        else None
+    )
+    log.info(
+        "pretraining on %.2f h (%d utterances, %d skipped as too short)%s",
+        sum(train_set.durations) / 3600, len(train_set), train_set.n_skipped,
+        f"; dev {len(dev_set)} utterances" if dev_set else "; no dev set",
+    )  # fmt: skip
+
+    # 4. train with Lightning: the last checkpoint every epoch (resume), the best by dev loss
+    module = PretrainModule(objective, exp.optimizer, seed=exp.seed)
+    mode = wandb_mode(exp.tracking, wandb)
+    config = {"spec": str(spec.path), "overrides": list(spec.overrides),
+              "config_hash": config_hash(spec.operative_config), "experiment": exp.name,
+              "operative_config": spec.operative_config}  # fmt: skip
+    loggers, wandb_logger = make_loggers(
+        exp.tracking, run_dir, f"{exp.name}/{run_dir.name}", mode, config, _wandb_id(run_dir)
+    )
+    trainer = _trainer(exp, run_dir, loggers, progress, has_dev=dev_set is not None)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    trainer.fit(
+        module,
+        _loader(exp, train_set, shuffle=True),
+        _loader(exp, dev_set, shuffle=False) if dev_set else None,
+        ckpt_path=str(last) if last.exists() else None,
+    )
+    if trainer.global_rank != 0:  # DDP: other ranks only train
+        return PretrainResult(run_dir, {}, {})
+
+    # 5. export the final model as a NEST .nemo and check it reads back to the same numbers
+    objective = module.objective.cpu().eval()
+    export = write_nest_nemo(run_dir / EXPORT_NAME, objective)
+    check = roundtrip_difference(objective, export, dev_set or train_set)
+    metrics = {
+        "dev": _last_values(trainer.callback_metrics, "dev/") if dev_set else {},
+        "train": _last_values(trainer.callback_metrics, "train/"),
+        "export": check,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    plot_curves(
+        run_dir / "csv" / "metrics.csv", run_dir / "curves.png", num_classes=objective.quantizer.num_classes,
+        title=f"{exp.name} ({run_dir.name}): NEST masked-token prediction",
+    )  # fmt: skip
+
+    # 6. provenance record
+    record = _record(spec, exp, runs, run_dir, metrics, manifests, started)
+    record.update(
+        epochs=trainer.current_epoch, steps=trainer.global_step, device=_device(exp, trainer),
+        checkpoint={"source": portable_path(exp.checkpoint), "sha256": start_sha, "init": exp.init},
+        export={"path": portable_path(export, root=runs), "sha256": file_sha256(export),
+                "encoder": _encoder_shape(objective)},
+        data={"train_hours": round(sum(train_set.durations) / 3600, 3), "train_utterances": len(train_set),
+              "skipped_short": train_set.n_skipped + (dev_set.n_skipped if dev_set else 0),
+              "dev_utterances": len(dev_set) if dev_set else 0, **manifests.info},
+    )  # fmt: skip
+    ResultsStore(runs / RESULTS_FILE).append(record)
+    (run_dir / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    log_final(wandb_logger, metrics, None)
+    if wandb_logger is not None:
+        wandb_logger.experiment.finish()
+    return PretrainResult(run_dir, metrics, record)
+
+
+def _loader(exp: PretrainExperiment, data: UnlabelledAudio, *, shuffle: bool) -> DataLoader:
+    t = exp.trainer
+    # rank/world None: read from the process group once DDP runs, so every rank takes its share
+    sampler = BucketBatchSampler(
+        data.durations, t.batch_size, max_batch_duration=t.max_batch_duration, shuffle=shuffle, seed=exp.seed,
+        rank=None, world_size=None,
+    )  # fmt: skip
+    return DataLoader(data, batch_sampler=sampler, collate_fn=collate_audio, num_workers=t.num_workers)
+
+
+def _trainer(exp: PretrainExperiment, run_dir: Path, loggers, progress: bool, *, has_dev: bool):
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    t = exp.trainer
+    callbacks = [
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                        save_on_train_epoch_end=True, enable_version_counter=False),
+    ]  # fmt: skip
+    if has_dev:
+        callbacks.append(
+            ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="dev/loss", mode="min",
+                            save_top_k=1, enable_version_counter=False)
+        )  # fmt: skip
+    return pl.Trainer(
+        max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
+        strategy="ddp" if isinstance(t.devices, int) and t.devices > 1 else "auto", precision=t.precision,
+        accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
+        val_check_interval=t.val_check_interval, check_val_every_n_epoch=t.check_val_every_n_epoch,
+        log_every_n_steps=t.log_every_n_steps, deterministic=t.deterministic, logger=loggers, callbacks=callbacks,
+        enable_progress_bar=progress, default_root_dir=str(run_dir), limit_train_batches=t.limit_train_batches,
+        limit_val_batches=1.0 if has_dev else 0, use_distributed_sampler=False, num_sanity_val_steps=0,
+        enable_model_summary=False,
+    )  # fmt: skip
+
+
+@torch.inference_mode()
+def roundtrip_difference(objective: NestObjective, export: Path, data: UnlabelledAudio, n: int = 4) -> dict:
+    """Reload ``export`` with nestbench's loader and compare, on ``n`` utterances: the encoder's last
+    layer (max abs difference) and the quantizer's targets (all equal?). Proves the file is the model."""
+    loaded = load_nest_objective(export, augment=False)
+    items = [data[(i, 0)] for i in range(min(n, len(data)))]
+    batch = collate_audio(items)
+    audio, lengths = batch["audio"], batch["audio_lengths"]
+    ours = torch.stack(objective.nest(audio, lengths).layers)
+    theirs = torch.stack(loaded.nest(audio, lengths).layers)
+    same_tokens = bool(torch.equal(objective.targets(audio, lengths), loaded.targets(audio, lengths)))
+    return {
+        "encoder_max_abs_diff": float((ours - theirs).abs().max()),  # every layer
+        "targets_identical": same_tokens,
+        "utterances": len(items),
+    }
+
+
+def _last_values(metrics: dict, prefix: str) -> dict:
+    return {k.removeprefix(prefix): round(float(v), 6) for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def _encoder_shape(objective: NestObjective) -> dict:
+    conf = objective.nest.conformer_config
+    return {"n_layers": conf.n_layers, "d_model": conf.d_model, "num_classes": objective.quantizer.num_classes,
+            "parameters": sum(p.numel() for p in objective.nest.parameters())}  # fmt: skip
+
+
+def _record(spec: LoadedSpec, exp: PretrainExperiment, runs: Path, run_dir: Path, metrics, manifests, started) -> dict:
+    root = Path(__file__).resolve().parents[2]
+    return {
+        "experiment": exp.name,
+        "run_id": run_dir.name,
+        "run_dir": portable_path(run_dir, root=runs),
+        "spec": portable_path(spec.path),
+        "overrides": list(spec.overrides),
+        "config_hash": config_hash(spec.operative_config),
+        "task": "pretrain",
+        "board": None,
+        "metrics": metrics,
+        "seed": exp.seed,
+        "data_fingerprint": data_fingerprint(manifests.all()),
+        "git": git_state(root),
+        "packages": package_versions(),
+        "wall_seconds": round(time.time() - started, 2),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "optimizer": asdict(exp.optimizer),
+    }
