@@ -16,6 +16,9 @@ path travels, chosen for being unique to this job (a stale value from an earlier
   (``SLURM_JOB_ID``, step, restart count; or torchrun's ``--rdzv-id``). The runs folder is on a
   filesystem every node sees, as the checkpoints and the record already require.
 
+Since the other ranks wait for the path, rank 0's ``make`` is also where it prepares the files every
+rank reads (the runner: data and feature cache), so no two ranks build the same files at once.
+
 Rank 0 alone writes ``run.json``, ``metrics.json``, the results record and the W&B run; every rank
 logs to its own ``run.rank<k>.log`` (rank 0 to ``run.log``) in the shared folder.
 """

@@ -3,9 +3,12 @@ each (gloo on CPU). Global rank 0 alone makes the run folder, records and tracks
 folder through torchrun's store and trains on its half of the batches."""
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +27,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _node(rank: int, port: int, spec: Path, env: dict, cwd: Path) -> subprocess.Popen:
+def _node(rank: int, port: int, spec: Path, env: dict, cwd: Path, out) -> subprocess.Popen:
     cmd = [
         str(TORCHRUN), "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(rank),
         "--master-addr", "127.0.0.1", "--master-port", str(port),
@@ -34,21 +37,34 @@ def _node(rank: int, port: int, spec: Path, env: dict, cwd: Path) -> subprocess.
         "--gin", f"TrainerSetup.max_epochs = {EPOCHS}",
         "--wandb", "offline", "--quiet",
     ]  # fmt: skip
-    log = open(cwd / f"node{rank}.out", "w")  # noqa: SIM115 (closed with the process below)
-    return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
+    # a session of its own: a hung node is killed with its worker, not only the torchrun agent
+    return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait(nodes: list[subprocess.Popen], timeout: float) -> list[int | None]:
+    """Exit codes once both nodes end, or as soon as one fails (the other would wait for it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        codes = [p.poll() for p in nodes]
+        if None not in codes or any(c not in (None, 0) for c in codes):
+            return codes
+        time.sleep(0.5)
+    return [p.poll() for p in nodes]
 
 
 def test_two_torchrun_nodes_are_one_run_with_sharded_batches(tiny_spec, run_env, tmp_path):
     env = {**run_env, "OMP_NUM_THREADS": "1"}
     port = _free_port()
-    nodes = [_node(k, port, tiny_spec, env, tmp_path) for k in (0, 1)]
-    try:
-        codes = [p.wait(timeout=600) for p in nodes]
-    finally:
-        for p in nodes:
-            p.kill() if p.poll() is None else None
-            p.stdout and p.stdout.close()
-    outs = [(tmp_path / f"node{k}.out").read_text() for k in (0, 1)]
+    logs = [tmp_path / f"node{k}.out" for k in (0, 1)]
+    with logs[0].open("w") as out0, logs[1].open("w") as out1:
+        nodes = [_node(k, port, tiny_spec, env, tmp_path, out) for k, out in enumerate((out0, out1))]
+        try:
+            codes = _wait(nodes, timeout=600)
+        finally:
+            for p in nodes:
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGKILL)
+    outs = [log.read_text() for log in logs]
     assert codes == [0, 0], outs[0][-3000:] + outs[1][-3000:]
     assert "— results" in outs[0] and sum(o.count("— results") for o in outs) == 1  # rank 0 reports, once
 
