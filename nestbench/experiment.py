@@ -151,7 +151,11 @@ class OptimizerSetup:
 
 @dataclass(frozen=True)
 class TrainerSetup:
-    """Lightning trainer knobs; ``devices > 1`` trains with DDP.
+    """Lightning trainer knobs; ``devices > 1`` or ``num_nodes > 1`` trains with DDP.
+
+    ``devices`` counts the processes (GPUs) per node and ``num_nodes`` the machines; several nodes are
+    started by ``torchrun`` on each or by SLURM's ``srun`` (README, "Several machines"), and their world
+    must be ``num_nodes`` x ``devices``. Global rank 0 alone writes the record and the W&B run.
 
     A batch holds at most ``batch_size`` examples and, with ``max_batch_duration``, at most that many
     seconds of padded input (longest example x examples; an example longer than the cap runs alone).
@@ -164,6 +168,7 @@ class TrainerSetup:
     max_batch_duration: float | None = None
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int | str = 1
+    num_nodes: int = 1
     precision: Literal["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"] = "32-true"
     accumulate_grad_batches: int = 1
     gradient_clip_val: float = 1.0
@@ -184,6 +189,7 @@ class TrainerSetup:
             batch_size=at_least(1),
             max_batch_duration=greater(0),
             devices=_DEVICES,
+            num_nodes=at_least(1),
             accumulate_grad_batches=at_least(1),
             gradient_clip_val=at_least(0),  # 0: no clipping
             val_check_interval=_FRACTION_OR_COUNT,

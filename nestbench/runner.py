@@ -26,6 +26,7 @@ import torch
 from .data import cache_utterances, data_fingerprint, read_entries
 from .evaluation import eval_loader, evaluate_sets, train_loader
 from .experiment import Experiment
+from .launch import current_launch, distributed_trainer_args, run_folder
 from .layer_profile import layer_profile, write_layer_profile
 from .provenance import config_hash, device_info, git_state, package_versions, portable_path
 from .results import ResultsStore
@@ -39,7 +40,6 @@ from .upstream import build_cached_upstream, build_upstream
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.jsonl"
-RUN_DIR_ENV = "NESTBENCH_RUN_DIR"  # rank 0's run folder, for the DDP ranks Lightning re-launches
 
 
 @dataclass
@@ -72,29 +72,22 @@ def run_experiment(
     # 1. fail fast: data and checkpoint must be reachable before any work
     preflight(exp)
 
-    # 2. run folder: new (never overwriting) or the one being resumed. Under DDP, Lightning starts the
-    #    other ranks by running this same command again; they join rank 0's folder instead of making one.
-    joined = _ddp_rank_joining()
-    run_dir = joined or _run_dir(runs, exp.name, resume)
-    log_name = f"run.rank{os.environ['LOCAL_RANK']}.log" if joined else "run.log"
-    previous = os.environ.get(RUN_DIR_ENV)
-    os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the ranks Lightning launches
-    try:
-        with cpu_threads(exp.trainer.cpu_threads), _log_to_file(run_dir / log_name):
-            return _run_in(spec, exp, runs, run_dir, wandb, progress, started, list(callbacks), record_extra or {})
-    finally:
-        if previous is None:
-            os.environ.pop(RUN_DIR_ENV, None)
-        else:
-            os.environ[RUN_DIR_ENV] = previous
+    # 2. run folder: new (never overwriting) or the one being resumed, made by global rank 0 alone;
+    #    every other rank (Lightning's re-launched DDP ranks, torchrun's or SLURM's) joins it (launch.py)
+    launch = current_launch()
 
+    def make_run_dir() -> Path:
+        if launch.world_size > 1:  # ranks started together (torchrun, SLURM) must not prepare the same files at once:
+            prepare_experiment(spec, runs_dir=runs, progress=progress)  # rank 0 first; the others then find it done
+        return _run_dir(runs, exp.name, resume)
 
-def _ddp_rank_joining() -> Path | None:
-    """The run folder of rank 0 when this process is another DDP rank that Lightning launched."""
-    inherited = os.environ.get(RUN_DIR_ENV)
-    if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
-        return Path(inherited)
-    return None
+    with (
+        run_folder(launch, make_run_dir, runs) as run_dir,
+        cpu_threads(exp.trainer.cpu_threads),
+        _log_to_file(run_dir / launch.log_name),
+    ):
+        log.info("%s", launch)
+        return _run_in(spec, exp, runs, run_dir, wandb, progress, started, list(callbacks), record_extra or {})
 
 
 def _run_in(
@@ -320,8 +313,7 @@ def _trainer(exp: Experiment, run_dir: Path, loggers, progress: bool, callbacks:
         max_epochs=t.max_epochs,
         max_steps=t.max_steps,
         accelerator=t.accelerator,
-        devices=t.devices,
-        strategy="ddp" if isinstance(t.devices, int) and t.devices > 1 else "auto",
+        **distributed_trainer_args(t.num_nodes, t.devices),
         precision=t.precision,
         accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.gradient_clip_val,
@@ -383,6 +375,7 @@ def _device(exp: Experiment, trainer) -> dict:
         "accelerator": str(trainer.accelerator.__class__.__name__),
         "precision": exp.trainer.precision,
         "devices": exp.trainer.devices,
+        "num_nodes": exp.trainer.num_nodes,
     }
 
 

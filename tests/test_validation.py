@@ -57,6 +57,7 @@ def test_what_is_allowed_reads_as_words():
         (lambda: TrainerSetup(max_epochs=-1), "TrainerSetup.max_epochs", "train forever"),
         (lambda: TrainerSetup(precision="bf16"), "TrainerSetup.precision", "'bf16-mixed'"),
         (lambda: TrainerSetup(devices=0), "TrainerSetup.devices", "'auto'"),
+        (lambda: TrainerSetup(num_nodes=0), "TrainerSetup.num_nodes", ">= 1"),
         (lambda: EncoderSetup("x.nemo", mode="frozn"), "EncoderSetup.mode", "one of 'frozen', 'finetune'"),
         (lambda: EncoderSetup("x.nemo", layers="first"), "EncoderSetup.layers", "'all', 'last'"),
         (lambda: SpeakerVerificationTask(aam_margin=-0.1), "SpeakerVerificationTask.aam_margin", "[0, 1)"),
