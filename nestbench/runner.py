@@ -16,7 +16,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +35,7 @@ from .spec import LoadedSpec
 from .task import DataSplits, headline
 from .threads import torch_threads as cpu_threads
 from .tracking import log_final, make_loggers, wandb_mode
-from .upstream import build_cached_upstream, build_upstream
+from .upstream import build_cached_upstream, build_upstream, init_kind
 
 log = logging.getLogger(__name__)
 
@@ -74,20 +74,30 @@ def run_experiment(
 
     # 2. run folder: new (never overwriting) or the one being resumed, made by global rank 0 alone;
     #    every other rank (Lightning's re-launched DDP ranks, torchrun's or SLURM's) joins it (launch.py)
+    prepare = lambda: prepare_experiment(spec, runs_dir=runs, progress=progress)  # noqa: E731
+    with rank_run_folder(runs, exp.name, resume, prepare, exp.trainer.cpu_threads) as run_dir:
+        return _run_in(spec, exp, runs, run_dir, wandb, progress, started, list(callbacks), record_extra or {})
+
+
+@contextlib.contextmanager
+def rank_run_folder(runs: Path, name: str, resume, prepare: Callable[[], object], threads: int | None):
+    """This rank's run folder (``launch.run_folder``), with its CPU threads and its log file, while the
+    block runs. Ranks started together (torchrun, SLURM) must not build the same files at once, so rank 0
+    calls ``prepare`` (data, feature cache) before it publishes the folder; the others then find it done."""
     launch = current_launch()
 
     def make_run_dir() -> Path:
-        if launch.world_size > 1:  # ranks started together (torchrun, SLURM) must not prepare the same files at once:
-            prepare_experiment(spec, runs_dir=runs, progress=progress)  # rank 0 first; the others then find it done
-        return _run_dir(runs, exp.name, resume)
+        if launch.world_size > 1:
+            prepare()
+        return _run_dir(runs, name, resume)
 
     with (
         run_folder(launch, make_run_dir, runs) as run_dir,
-        cpu_threads(exp.trainer.cpu_threads),
+        cpu_threads(threads),
         _log_to_file(run_dir / launch.log_name),
     ):
         log.info("%s", launch)
-        return _run_in(spec, exp, runs, run_dir, wandb, progress, started, list(callbacks), record_extra or {})
+        yield run_dir
 
 
 def _run_in(
@@ -355,6 +365,7 @@ def _record(
             "checkpoint": portable_path(exp.encoder.checkpoint),
             "sha256": upstream.info.checkpoint_sha256,
             "mode": exp.encoder.mode,
+            "init": init_kind(exp.encoder),
             "aggregation": exp.encoder.aggregation if exp.encoder.mode == "frozen" else None,
             "n_layers": upstream.info.n_layers,
             "d_model": upstream.info.d_model,

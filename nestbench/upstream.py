@@ -218,6 +218,20 @@ def build_cached_upstream(
     return Upstream(None, setup, info), cache, stats
 
 
+def init_kind(setup: EncoderSetup) -> str:
+    """How ``init_include``/``init_exclude`` start the encoder: ``'checkpoint'`` (every weight loaded),
+    ``'random'`` (no ``encoder.*`` weight loaded: a fresh encoder of the checkpoint's shape, drawn from
+    the run's seed) or ``'partial'``. Recorded with every result: two runs of one checkpoint can differ
+    in it, and the leaderboard must not put them in one row."""
+    if not setup.init_include and not setup.init_exclude:
+        return "checkpoint"
+    state = _nemo_state(split_state_dict(load_nemo(setup.checkpoint, cache_dir=setup.cache_dir).state_dict)[0])
+    chosen = select_weights(state, setup.init_include, setup.init_exclude)
+    if len(chosen) == len(state):
+        return "checkpoint"
+    return "partial" if any(k.startswith("encoder.") for k in chosen) else "random"
+
+
 def select_weights(state: dict[str, torch.Tensor], include: Sequence[str], exclude: Sequence[str]) -> dict:
     """NeMo ``init_from_pretrained_model`` filtering: substring include (all if empty), then exclude."""
     keep = {k: v for k, v in state.items() if not include or any(s in k for s in include)}

@@ -142,7 +142,7 @@ def place(runs: list[Run], tables: list[Table]) -> Placement:
 
 def reference_for(table: Table, row: OurRow) -> ReferenceRow | None:
     """The card row a result is compared with: the same checkpoint's, else the table's only card row."""
-    same = [r for r in table.rows if r.checkpoint and checkpoint_name(r.checkpoint) == row.model]
+    same = [r for r in table.rows if r.checkpoint and checkpoint_name(r.checkpoint) == checkpoint_name(row.checkpoint)]
     if same:
         return same[0]
     return table.rows[0] if len(table.rows) == 1 else None
@@ -246,7 +246,7 @@ def _rows(placed: list[Placed], table: Table) -> list[OurRow]:
                 cells[col.id] = _cell(candidates, col.id, table.select_direction)
         rows.append(
             OurRow(
-                model=checkpoint_name(enc["checkpoint"]),
+                model=encoder_label(enc),
                 checkpoint=enc["checkpoint"],
                 mode=enc["mode"],
                 aggregation=enc.get("aggregation") if enc["mode"] == "frozen" else None,
@@ -276,7 +276,14 @@ def _row_key(rec: dict) -> tuple:
     aggregation = enc.get("aggregation") if enc["mode"] == "frozen" else None
     overrides = tuple(o for o in rec.get("overrides") or () if not _SEED_OVERRIDE.match(o))
     spec = spec_name(rec.get("spec"))
-    return (checkpoint_name(enc["checkpoint"]), identity, enc["mode"], aggregation, spec, overrides)
+    return (encoder_label(enc), identity, enc["mode"], aggregation, spec, overrides)
+
+
+def encoder_label(enc: dict) -> str:
+    """The checkpoint's name, and how the encoder started when not from all of its weights."""
+    init = enc.get("init", "checkpoint")
+    name = checkpoint_name(enc["checkpoint"])
+    return name if init == "checkpoint" else f"{name} ({'random init' if init == 'random' else 'partial init'})"
 
 
 def _cell(candidates: list[Placed], col_id: str, direction: str) -> Cell:

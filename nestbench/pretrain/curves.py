@@ -23,8 +23,11 @@ def read_curves(metrics_csv: Path) -> dict[str, list[tuple[int, float]]]:
     return curves
 
 
-def plot_curves(metrics_csv: Path, out: Path, *, num_classes: int, title: str) -> Path | None:
-    """Loss (left) and masked accuracy (right), train and dev; ``None`` when nothing was logged."""
+def plot_curves(
+    metrics_csv: Path, out: Path, *, num_classes: int, title: str, baselines: dict | None = None
+) -> Path | None:
+    """Loss (left) and masked accuracy (right), train and dev, beside the uniform guess and, when given,
+    the dev targets' context-free baselines; ``None`` when nothing was logged."""
     if not Path(metrics_csv).is_file():
         return None
     curves = read_curves(metrics_csv)
@@ -47,6 +50,13 @@ def plot_curves(metrics_csv: Path, out: Path, *, num_classes: int, title: str) -
     uniform = f"uniform guess (ln {num_classes})"
     left.axhline(math.log(num_classes), color="grey", linestyle="--", linewidth=1, label=uniform)
     right.axhline(1.0 / num_classes, color="grey", linestyle="--", linewidth=1, label="chance")
+    baselines = baselines or {}
+    if "baseline_unigram_loss" in baselines:
+        left.axhline(baselines["baseline_unigram_loss"], color="black", linestyle=":", linewidth=1,
+                     label="dev class frequencies (no context)")  # fmt: skip
+    if "baseline_majority_acc" in baselines:
+        right.axhline(baselines["baseline_majority_acc"], color="black", linestyle=":", linewidth=1,
+                      label="dev majority class")  # fmt: skip
     left.legend(fontsize=8)
     right.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)

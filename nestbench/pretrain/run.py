@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -24,23 +23,20 @@ from torch.utils.data import DataLoader
 
 from ..checkpoint.nemo_file import file_sha256
 from ..data import BucketBatchSampler, data_fingerprint
+from ..launch import distributed_trainer_args
 from ..provenance import config_hash, git_state, package_versions, portable_path
 from ..results import ResultsStore
 from ..runner import (
     RESULTS_FILE,
-    RUN_DIR_ENV,
     PreflightError,
-    _ddp_rank_joining,
     _device,
-    _log_to_file,
     _one_lightning_log_stream,
-    _run_dir,
     _wandb_id,
     _write_or_check_config,
     default_runs_dir,
+    rank_run_folder,
 )
 from ..spec import LoadedSpec
-from ..threads import torch_threads as cpu_threads
 from ..tracking import log_final, make_loggers, wandb_mode
 from .build import build_objective
 from .curves import plot_curves
@@ -78,20 +74,10 @@ def run_pretraining(
     # 1. fail fast: data, noise and checkpoint reachable before any work
     preflight(exp)
 
-    # 2. run folder (DDP ranks Lightning re-launches join rank 0's)
-    joined = _ddp_rank_joining()
-    run_dir = joined or _run_dir(runs, exp.name, resume)
-    log_name = f"run.rank{os.environ['LOCAL_RANK']}.log" if joined else "run.log"
-    previous = os.environ.get(RUN_DIR_ENV)
-    os.environ[RUN_DIR_ENV] = str(run_dir)
-    try:
-        with cpu_threads(exp.trainer.cpu_threads), _log_to_file(run_dir / log_name):
-            return _pretrain_in(spec, exp, runs, run_dir, wandb, progress, started)
-    finally:
-        if previous is None:
-            os.environ.pop(RUN_DIR_ENV, None)
-        else:
-            os.environ[RUN_DIR_ENV] = previous
+    # 2. run folder, made by global rank 0 alone (after it built the data); every other rank joins it
+    prepare = lambda: exp.data.prepare(runs / "_data")  # noqa: E731
+    with rank_run_folder(runs, exp.name, resume, prepare, exp.trainer.cpu_threads) as run_dir:
+        return _pretrain_in(spec, exp, runs, run_dir, wandb, progress, started)
 
 
 def preflight(exp: PretrainExperiment) -> None:
@@ -154,13 +140,16 @@ def _pretrain_in(spec, exp: PretrainExperiment, runs: Path, run_dir: Path, wandb
     export = write_nest_nemo(run_dir / EXPORT_NAME, objective)
     check = roundtrip_difference(objective, export, dev_set or train_set)
     metrics = {
-        "dev": _last_values(trainer.callback_metrics, "dev/") if dev_set else {},
+        "dev": {**_last_values(trainer.callback_metrics, "dev/"), **target_baselines(objective, dev_set)}
+        if dev_set
+        else {},
         "train": _last_values(trainer.callback_metrics, "train/"),
         "export": check,
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     plot_curves(
         run_dir / "csv" / "metrics.csv", run_dir / "curves.png", num_classes=objective.quantizer.num_classes,
+        baselines=metrics["dev"],
         title=f"{exp.name} ({run_dir.name}): NEST masked-token prediction",
     )  # fmt: skip
 
@@ -184,11 +173,14 @@ def _pretrain_in(spec, exp: PretrainExperiment, runs: Path, run_dir: Path, wandb
 
 
 def _loader(exp: PretrainExperiment, data: UnlabelledAudio, *, shuffle: bool) -> DataLoader:
+    """Training batches are shared out among the DDP ranks (rank/world ``None``: read from the process
+    group once it runs); every rank scores the whole dev set, which a shard of a small one would leave
+    some rank without, and the dev numbers then need no merging."""
     t = exp.trainer
-    # rank/world None: read from the process group once DDP runs, so every rank takes its share
+    shard = None if shuffle else 1
     sampler = BucketBatchSampler(
         data.durations, t.batch_size, max_batch_duration=t.max_batch_duration, shuffle=shuffle, seed=exp.seed,
-        rank=None, world_size=None,
+        rank=None if shard is None else 0, world_size=shard,
     )  # fmt: skip
     return DataLoader(data, batch_sampler=sampler, collate_fn=collate_audio, num_workers=t.num_workers)
 
@@ -208,8 +200,8 @@ def _trainer(exp: PretrainExperiment, run_dir: Path, loggers, progress: bool, *,
                             save_top_k=1, enable_version_counter=False)
         )  # fmt: skip
     return pl.Trainer(
-        max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
-        strategy="ddp" if isinstance(t.devices, int) and t.devices > 1 else "auto", precision=t.precision,
+        max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator,
+        **distributed_trainer_args(t.num_nodes, t.devices), precision=t.precision,
         accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
         val_check_interval=t.val_check_interval, check_val_every_n_epoch=t.check_val_every_n_epoch,
         log_every_n_steps=t.log_every_n_steps, deterministic=t.deterministic, logger=loggers, callbacks=callbacks,
@@ -235,6 +227,24 @@ def roundtrip_difference(objective: NestObjective, export: Path, data: Unlabelle
         "targets_identical": same_tokens,
         "utterances": len(items),
     }
+
+
+@torch.inference_mode()
+def target_baselines(objective: NestObjective, data: UnlabelledAudio, batch: int = 16) -> dict:
+    """What a model that ignores the audio scores on ``data``'s targets: the entropy of their own class
+    frequencies (the lowest loss any context-free prediction reaches; a lower dev loss means the encoder
+    uses the context) and the share of the most frequent class (its masked accuracy)."""
+    counts = torch.zeros(objective.quantizer.num_classes * objective.quantizer.num_books)
+    for start in range(0, len(data), batch):
+        items = collate_audio([data[(i, 0)] for i in range(start, min(start + batch, len(data)))])
+        tokens = objective.targets(items["audio"], items["audio_lengths"])  # [B, T/8, books]
+        frames = objective.nest.preprocessor.frame_count(items["audio_lengths"])
+        steps = frames // objective.quantizer.combine_time_steps
+        for b, n in enumerate(steps.tolist()):
+            counts += torch.bincount(tokens[b, :n].flatten(), minlength=len(counts))[: len(counts)]
+    p = counts[counts > 0] / counts.sum()
+    entropy = float(-(p * p.log()).sum())
+    return {"baseline_unigram_loss": round(entropy, 6), "baseline_majority_acc": round(float(p.max()), 6)}
 
 
 def _last_values(metrics: dict, prefix: str) -> dict:

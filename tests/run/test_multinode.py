@@ -1,6 +1,6 @@
-"""Two 'nodes' on 127.0.0.1: `torchrun --nnodes 2 --node-rank k` starts one `nestbench run` process on
-each (gloo on CPU). Global rank 0 alone makes the run folder, records and tracks; rank 1 joins its
-folder through torchrun's store and trains on its half of the batches."""
+"""Two 'nodes' on 127.0.0.1: `torchrun --nnodes 2 --node-rank k` starts one `nestbench run` (or
+`nestbench pretrain`) process on each (gloo on CPU). Global rank 0 alone makes the run folder, records
+and tracks; rank 1 joins its folder through torchrun's store and trains on its half of the batches."""
 
 import json
 import os
@@ -27,11 +27,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _node(rank: int, port: int, spec: Path, env: dict, cwd: Path, out) -> subprocess.Popen:
+def _node(rank: int, port: int, spec: Path, env: dict, cwd: Path, out, verb="run", gin=()) -> subprocess.Popen:
     cmd = [
         str(TORCHRUN), "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(rank),
         "--master-addr", "127.0.0.1", "--master-port", str(port),
-        "-m", "nestbench.cli", "run", str(spec),
+        "-m", "nestbench.cli", verb, str(spec), *[a for g in gin for a in ("--gin", g)],
         "--gin", "TrainerSetup.num_nodes = 2",
         "--gin", "TrainerSetup.accelerator = 'cpu'",
         "--gin", f"TrainerSetup.max_epochs = {EPOCHS}",
@@ -52,12 +52,13 @@ def _wait(nodes: list[subprocess.Popen], timeout: float) -> list[int | None]:
     return [p.poll() for p in nodes]
 
 
-def test_two_torchrun_nodes_are_one_run_with_sharded_batches(tiny_spec, run_env, tmp_path):
+def _two_nodes(spec: Path, run_env: dict, tmp_path: Path, **kw) -> list[str]:
+    """Both nodes' output, once both exited 0."""
     env = {**run_env, "OMP_NUM_THREADS": "1"}
     port = _free_port()
     logs = [tmp_path / f"node{k}.out" for k in (0, 1)]
     with logs[0].open("w") as out0, logs[1].open("w") as out1:
-        nodes = [_node(k, port, tiny_spec, env, tmp_path, out) for k, out in enumerate((out0, out1))]
+        nodes = [_node(k, port, spec, env, tmp_path, out, **kw) for k, out in enumerate((out0, out1))]
         try:
             codes = _wait(nodes, timeout=600)
         finally:
@@ -67,6 +68,11 @@ def test_two_torchrun_nodes_are_one_run_with_sharded_batches(tiny_spec, run_env,
     outs = [log.read_text() for log in logs]
     assert codes == [0, 0], outs[0][-3000:] + outs[1][-3000:]
     assert "— results" in outs[0] and sum(o.count("— results") for o in outs) == 1  # rank 0 reports, once
+    return outs
+
+
+def test_two_torchrun_nodes_are_one_run_with_sharded_batches(tiny_spec, run_env, tmp_path):
+    _two_nodes(tiny_spec, run_env, tmp_path)
 
     runs = tmp_path / "runs"
     (record,) = ResultsStore(runs / "results.jsonl").read()  # one run, one record
@@ -84,3 +90,23 @@ def test_two_torchrun_nodes_are_one_run_with_sharded_batches(tiny_spec, run_env,
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1  # one W&B run, from global rank 0
     assert not (runs / ".launch").exists() or not any((runs / ".launch").iterdir())  # no handoff file left
+
+
+def test_two_torchrun_nodes_pretrain_as_one_run(run_env, tmp_path):
+    tiny = [
+        "SpeechMiniAudio.n_train = 32", "SpeechMiniAudio.n_dev = 4", "SpeechMiniAudio.n_train_speakers = 4",
+        "SpeechMiniAudio.n_dev_speakers = 1", "SpeechMiniAudio.noise_clips = 6", "make_tiny_nest.d_model = 32",
+        "make_tiny_nest.n_layers = 1", "make_tiny_nest.n_heads = 2", "make_tiny_nest.subsampling_conv_channels = 8",
+        "NestObjectiveSetup.num_classes = 64", "TrainerSetup.batch_size = 8", "TrainerSetup.cpu_threads = 1",
+    ]  # fmt: skip
+    spec = Path(__file__).resolve().parents[2] / "experiments" / "quickstart" / "pretrain.gin"
+    _two_nodes(spec, run_env, tmp_path, verb="pretrain", gin=tiny)
+
+    runs = tmp_path / "runs"
+    (record,) = ResultsStore(runs / "results.jsonl").read()
+    run_dir = runs / record["run_dir"]
+    assert [p.name for p in (runs / "quickstart_pretrain").iterdir()] == [run_dir.name]
+    assert "launcher='torchrun', rank=1, world_size=2" in (run_dir / "run.rank1.log").read_text()
+    assert record["device"]["num_nodes"] == 2
+    assert record["steps"] == EPOCHS * (32 // 8) // 2  # 4 batches an epoch, 2 per node
+    assert (run_dir / "nest.nemo").is_file() and record["metrics"]["export"]["encoder_max_abs_diff"] == 0.0
