@@ -25,8 +25,11 @@ BOARD_TEXT = {
     ),
     "quickstart": (
         "# Quickstart board",
-        "Runs of the offline quickstarts: tiny encoders trained from scratch on small synthetic corpora, to check "
-        "that the pipeline learns. **These numbers are not comparable with the NEST model card** "
+        "Runs of the offline quickstarts: tiny encoders on small synthetic corpora, to check that the pipeline "
+        "learns. `nest_mini_ssl` rows start from a small NEST that `nestbench pretrain` trained on the project's "
+        "unlabelled synthetic speech (voices apart from every test set here); `(random init)` rows are the same "
+        "spec, head and budget from random weights (`tools/compare_init.py`). "
+        "**These numbers are not comparable with the NEST model card** "
         "([nest_card.md](nest_card.md)), so no card rows or deltas are shown. ± is the sample standard deviation "
         "over seeds; **bold** is the best value in its column; — is not run.",
     ),
