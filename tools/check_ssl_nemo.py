@@ -135,7 +135,16 @@ def main() -> int:
         decoder_log_probs_max_abs=max_abs_valid(log_probs, our_log_probs, steps),
         token_shape_nemo=list(tokens.shape),
         token_shape_nestbench=list(our_tokens.shape),
-        tokens_equal_on_nemo_mel=torch.equal(tokens.cpu(), tokens_on_nemo_mel.cpu()),
+        # over valid steps: a padded step's mel is constant, its projection near zero and its nearest
+        # code a tie decided by rounding; targets never come from padding
+        tokens_equal_on_nemo_mel=all(
+            torch.equal(tokens[i, :n].cpu(), tokens_on_nemo_mel[i, :n].cpu()) for i, n in enumerate(valid_tok.tolist())
+        ),
+        tokens_padding_steps_differing=int((tokens.cpu() != tokens_on_nemo_mel.cpu()).any(-1).sum())
+        - sum(
+            int((tokens[i, :n].cpu() != tokens_on_nemo_mel[i, :n].cpu()).any(-1).sum())
+            for i, n in enumerate(valid_tok.tolist())
+        ),
         tokens_agree_on_own_mels=sum(
             (tokens[i, :n] == our_tokens[i, :n]).all(-1).sum().item() for i, n in enumerate(valid_tok.tolist())
         ),
