@@ -84,7 +84,9 @@ def portable_path(value: str | Path | None, root: Path | None = None, tail: int 
         return None
     path = Path(str(value)).expanduser()
     if not path.is_absolute():
-        return str(value)
+        if root is None:
+            return str(value)
+        path = path.resolve()  # under a relative root (``--runs-dir runs``): relative to it, not to the cwd
     from .checkpoint import default_cache_dir
 
     for base, label in ((Path(root or Path.cwd()), None), (Path(default_cache_dir()), "<cache>")):

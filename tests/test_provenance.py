@@ -1,6 +1,7 @@
 """git_state on a throw-away repository: what marks a commit dirty."""
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,13 @@ def test_edit_marks_dirty_without_untracked(repo):
 
 def test_outside_a_repository(tmp_path):
     assert git_state(tmp_path / "missing") == {"commit": None, "dirty": None, "untracked": None}
+
+
+def test_portable_path_is_relative_to_its_root_also_when_both_are_relative(tmp_path, monkeypatch):
+    from nestbench.provenance import portable_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "exp" / "id").mkdir(parents=True)
+    assert portable_path(Path("runs/exp/id"), root=Path("runs")) == "exp/id"  # `--runs-dir runs`
+    assert portable_path(tmp_path / "runs" / "exp" / "id", root=tmp_path / "runs") == "exp/id"
+    assert portable_path("experiments/x.gin") == "experiments/x.gin"  # no root: relative stays as given
