@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from ..results import ResultsStore
 from ..runner import (
     RESULTS_FILE,
     PreflightError,
+    RunResult,
     _device,
     _one_lightning_log_stream,
     _wandb_id,
@@ -51,13 +52,6 @@ log = logging.getLogger(__name__)
 EXPORT_NAME = "nest.nemo"
 
 
-@dataclass
-class PretrainResult:
-    run_dir: Path
-    metrics: dict
-    record: dict
-
-
 def run_pretraining(
     spec: LoadedSpec,
     *,
@@ -65,7 +59,7 @@ def run_pretraining(
     resume: str | Path | bool | None = None,
     wandb: str | None = None,
     progress: bool = True,
-) -> PretrainResult:
+) -> RunResult:
     """Pretrain as ``spec`` (a ``PretrainExperiment``) says; resumable like ``nestbench run``."""
     exp: PretrainExperiment = spec.experiment
     runs = default_runs_dir(runs_dir)
@@ -91,7 +85,7 @@ def preflight(exp: PretrainExperiment) -> None:
         raise PreflightError(f"pretraining '{exp.name}' cannot start:\n  - " + "\n  - ".join(problems))
 
 
-def _pretrain_in(spec, exp: PretrainExperiment, runs: Path, run_dir: Path, wandb, progress, started) -> PretrainResult:
+def _pretrain_in(spec, exp: PretrainExperiment, runs: Path, run_dir: Path, wandb, progress, started) -> RunResult:
     _write_or_check_config(run_dir / "config.gin", spec.operative_config)
     log.info("run folder %s", run_dir)
     import lightning.pytorch as pl
@@ -133,7 +127,7 @@ def _pretrain_in(spec, exp: PretrainExperiment, runs: Path, run_dir: Path, wandb
         ckpt_path=str(last) if last.exists() else None,
     )
     if trainer.global_rank != 0:  # DDP: other ranks only train
-        return PretrainResult(run_dir, {}, {})
+        return RunResult(run_dir, {}, {})
 
     # 5. export the final model as a NEST .nemo and check it reads back to the same numbers
     objective = module.objective.cpu().eval()
@@ -169,7 +163,7 @@ def _pretrain_in(spec, exp: PretrainExperiment, runs: Path, run_dir: Path, wandb
     log_final(wandb_logger, metrics, None)
     if wandb_logger is not None:
         wandb_logger.experiment.finish()
-    return PretrainResult(run_dir, metrics, record)
+    return RunResult(run_dir, metrics, record)
 
 
 def _loader(exp: PretrainExperiment, data: UnlabelledAudio, *, shuffle: bool) -> DataLoader:
