@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .lightning_setup import device_record
 from .provenance import portable_path
 from .results import ResultsStore
 from .rundir import new_run_dir
@@ -26,7 +27,6 @@ def evaluate_run(run_dir: str | Path, overrides=(), *, runs_dir: str | Path | No
     from .runner import (
         RESULTS_FILE,
         RunResult,
-        _device,
         _record,
         cached_upstream,
         cpu_threads,
@@ -72,7 +72,7 @@ def evaluate_run(run_dir: str | Path, overrides=(), *, runs_dir: str | Path | No
         "evaluation_of": run_dir.name,
         "evaluated_run_dir": portable_path(run_dir, root=runs),
         "best_checkpoint": portable_path(best, root=runs),
-        "device": _device(exp, trainer),
+        "device": device_record(exp.trainer, trainer),
     }
     if original_record is not None:
         record["run_id"] = original_record.get("run_id", run_dir.name)

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,6 +20,11 @@ from .data import batch_to
 from .experiment import OptimizerSetup
 from .task import Evaluator, Task, headline
 from .upstream import Upstream
+
+
+def step_seed(*key: int) -> int:
+    """A seed for the global generator from the integers ``key``, well spread (SeedSequence)."""
+    return int(np.random.SeedSequence([int(k) for k in key]).generate_state(1, np.uint64)[0] >> 1)
 
 
 class TaskModule(pl.LightningModule):
@@ -49,12 +55,12 @@ class TaskModule(pl.LightningModule):
         return batch_to(batch, device)
 
     # -- training -----------------------------------------------------------------------------
-    def on_train_epoch_start(self) -> None:
-        # Dropout and other randomness depend only on (seed, epoch): a run resumed from an
-        # epoch-end checkpoint continues exactly as an uninterrupted one would.
-        torch.manual_seed(self.seed * 100_003 + self.current_epoch)
-
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        # Dropout, dither and SpecAugment draw from the global generator; reseeded from (seed, epoch,
+        # step, batch) before every step, a resumed run replays them exactly. Seeding once per epoch is
+        # not enough: Lightning builds the loader iterators (each takes a draw) at other points after a
+        # resume. batch_idx too: with gradient accumulation several batches share one global step.
+        torch.manual_seed(step_seed(self.seed, self.current_epoch, self.global_step, batch_idx))
         feats, lengths = self.features(batch)
         loss = self.task.loss(self.head, feats, lengths, batch)
         if not torch.isfinite(loss):

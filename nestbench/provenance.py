@@ -6,6 +6,9 @@ import hashlib
 import json
 import platform
 import subprocess
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
@@ -96,3 +99,24 @@ def portable_path(value: str | Path | None, root: Path | None = None, tail: int 
             continue
         return rel if label is None else f"{label}/{rel}"
     return "/".join(path.parts[-tail:])
+
+
+def run_provenance(spec, name: str, seed: int, optimizer, runs: Path, run_dir: Path, started: float) -> dict:
+    """The half of every results record that says how to reproduce it: the spec (and its overrides,
+    operative config hash), the code (commit of this checkout), packages, seed and optimizer, the run
+    folder relative to ``runs``, and the wall time since ``started``."""
+    root = Path(__file__).resolve().parents[1]  # the nestbench checkout that ran (its commit is the code)
+    return {
+        "experiment": name,
+        "run_id": run_dir.name,
+        "run_dir": portable_path(run_dir, root=runs),
+        "spec": portable_path(spec.path),
+        "overrides": list(spec.overrides),
+        "config_hash": config_hash(spec.operative_config),
+        "seed": seed,
+        "git": git_state(root),
+        "packages": package_versions(),
+        "wall_seconds": round(time.time() - started, 2),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "optimizer": asdict(optimizer),
+    }

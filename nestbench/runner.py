@@ -15,10 +15,8 @@ import json
 import logging
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,9 +24,18 @@ import torch
 from .data import cache_utterances, data_fingerprint, read_entries
 from .evaluation import eval_loader, evaluate_sets, train_loader
 from .experiment import Experiment
-from .launch import current_launch, distributed_trainer_args, run_folder
+from .launch import current_launch, run_folder
 from .layer_profile import layer_profile, write_layer_profile
-from .provenance import config_hash, device_info, git_state, package_versions, portable_path
+from .lightning_setup import (
+    checkpoint_callbacks,
+    device_record,
+    make_trainer,
+    one_lightning_log_stream,
+    tracking_config,
+    wandb_id,
+    write_or_check_config,
+)
+from .provenance import portable_path, run_provenance
 from .results import ResultsStore
 from .rundir import find_resumable, new_run_dir
 from .spec import LoadedSpec
@@ -111,13 +118,13 @@ def _run_in(
     callbacks: list,
     record_extra: dict,
 ) -> RunResult:
-    _write_or_check_config(run_dir / "config.gin", spec.operative_config)
+    write_or_check_config(run_dir / "config.gin", spec.operative_config)
     log.info("run folder %s", run_dir)
 
     # 3. data: prepared once (cached beside the runs), then the task fits what depends on it
     import lightning.pytorch as pl
 
-    _one_lightning_log_stream()
+    one_lightning_log_stream()
     pl.seed_everything(exp.seed, workers=True)
     splits, entries = load_data(exp, runs)
     exp.task.setup(entries["train"], run_dir)
@@ -146,17 +153,12 @@ def _run_in(
 
     # 5. train with Lightning (checkpoints at validation: best by the dev headline metric + last)
     mode = wandb_mode(exp.tracking, wandb)
-    config = {
-        "spec": str(spec.path),
-        "overrides": list(spec.overrides),
-        "config_hash": config_hash(spec.operative_config),
-        "experiment": exp.name,
-        "operative_config": spec.operative_config,
-    }
     loggers, wandb_logger = make_loggers(
-        exp.tracking, run_dir, f"{exp.name}/{run_dir.name}", mode, config, _wandb_id(run_dir)
+        exp.tracking, run_dir, f"{exp.name}/{run_dir.name}", mode, tracking_config(spec, exp.name), wandb_id(run_dir)
     )
-    trainer, best_cb = _trainer(exp, run_dir, loggers, progress, callbacks)
+    metric = headline(exp.task)
+    best_cb, last_cb = checkpoint_callbacks(run_dir, f"dev/{metric.name}", metric.direction)
+    trainer = make_trainer(exp.trainer, run_dir, loggers, [best_cb, last_cb, *callbacks], progress=progress)
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.fit(module, train, dev, ckpt_path=str(last) if last.exists() else None)
     if trainer.global_rank != 0:  # DDP: the other ranks only train; rank 0 evaluates and records
@@ -183,7 +185,7 @@ def _run_in(
         "best_checkpoint": portable_path(best, root=runs),
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
-        "device": _device(exp, trainer),
+        "device": device_record(exp.trainer, trainer),
         "feature_cache": cache_stats.as_record() if cache_stats is not None else None,
         **record_extra,
     }
@@ -240,16 +242,6 @@ def cached_upstream(exp: Experiment, entries: dict[str, list[dict]], progress: b
     return upstream, files, stats
 
 
-def _write_or_check_config(path: Path, operative: str) -> None:
-    """A resumed run must continue under the config it started with."""
-    if path.exists() and config_hash(path.read_text(encoding="utf-8")) != config_hash(operative):
-        raise ValueError(
-            f"{path}: the spec's operative config changed since this run started; "
-            "resume with the original spec and overrides, or start a new run"
-        )
-    path.write_text(operative, encoding="utf-8")
-
-
 class PreflightError(RuntimeError):
     """Something a run needs is missing; the message says what to download and where."""
 
@@ -294,68 +286,13 @@ def _fill_device(accelerator: str) -> str:
     return "cpu"
 
 
-def _trainer(exp: Experiment, run_dir: Path, loggers, progress: bool, callbacks: list):
-    import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    t = exp.trainer
-    metric = headline(exp.task)
-    best_cb = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="best",
-        monitor=f"dev/{metric.name}",
-        mode=metric.direction,
-        save_top_k=1,
-        enable_version_counter=False,
-    )
-    # Lightning 2.6's save_last refreshes last.ckpt only when the best checkpoint changes: a run whose
-    # dev metric stopped improving would resume from its best epoch and redo (or lose) every later one.
-    # A separate callback writes last.ckpt at the end of every training epoch, after its validation.
-    last_cb = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="last",
-        monitor=None,
-        save_top_k=1,
-        save_on_train_epoch_end=True,
-        enable_version_counter=False,
-    )
-    trainer = pl.Trainer(
-        max_epochs=t.max_epochs,
-        max_steps=t.max_steps,
-        accelerator=t.accelerator,
-        **distributed_trainer_args(t.num_nodes, t.devices),
-        precision=t.precision,
-        accumulate_grad_batches=t.accumulate_grad_batches,
-        gradient_clip_val=t.gradient_clip_val,
-        val_check_interval=t.val_check_interval,
-        check_val_every_n_epoch=t.check_val_every_n_epoch,
-        log_every_n_steps=t.log_every_n_steps,
-        deterministic=t.deterministic,
-        logger=loggers,
-        callbacks=[best_cb, last_cb, *callbacks],
-        enable_progress_bar=progress,
-        default_root_dir=str(run_dir),
-        limit_train_batches=t.limit_train_batches,
-        use_distributed_sampler=False,
-        num_sanity_val_steps=0,
-        enable_model_summary=False,
-    )
-    return trainer, best_cb
-
-
 def _record(
     spec: LoadedSpec, exp: Experiment, runs: Path, run_dir: Path, metrics: dict, splits, upstream, started, sets=None
 ):
     """Provenance and metrics of one result (on ``sets``, default all of ``splits``' evaluation
     sets); every path in it is relative to the runs folder."""
-    root = Path(__file__).resolve().parents[1]  # the nestbench checkout that ran (its commit is the code)
     return {
-        "experiment": exp.name,
-        "run_id": run_dir.name,
-        "run_dir": portable_path(run_dir, root=runs),
-        "spec": portable_path(spec.path),
-        "overrides": list(spec.overrides),
-        "config_hash": config_hash(spec.operative_config),
+        **run_provenance(spec, exp.name, exp.seed, exp.optimizer, runs, run_dir, started),
         "task": exp.task.name,
         "convention": exp.task.convention(exp.data),
         "board": exp.board,
@@ -370,50 +307,8 @@ def _record(
             "n_layers": upstream.info.n_layers,
             "d_model": upstream.info.d_model,
         },
-        "seed": exp.seed,
         "data_fingerprint": data_fingerprint(splits.all_manifests()),
-        "git": git_state(root),
-        "packages": package_versions(),
-        "wall_seconds": round(time.time() - started, 2),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "optimizer": asdict(exp.optimizer),
     }
-
-
-def _device(exp: Experiment, trainer) -> dict:
-    return {
-        **device_info(exp.trainer.accelerator),
-        "accelerator": str(trainer.accelerator.__class__.__name__),
-        "precision": exp.trainer.precision,
-        "devices": exp.trainer.devices,
-        "num_nodes": exp.trainer.num_nodes,
-    }
-
-
-def _wandb_id(run_dir: Path) -> str | None:
-    """Reuse the W&B run id of an interrupted run, so a resumed run continues the same W&B run."""
-    found = sorted((run_dir / "wandb").glob("offline-run-*")) + sorted((run_dir / "wandb").glob("run-*"))
-    return found[-1].name.rsplit("-", 1)[-1] if found else None
-
-
-def _drop_tips(record: logging.LogRecord) -> bool:
-    return "Tip:" not in record.getMessage()
-
-
-def _one_lightning_log_stream() -> None:
-    """Lightning adds its own console handler when it is imported before logging is configured;
-    route its records through the root logger instead, so each message prints once."""
-    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("lightning", "pytorch_lightning")]
-    for name in names:
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):
-            if type(handler) is logging.StreamHandler:
-                logger.removeHandler(handler)
-        logger.propagate = True
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_drop_tips)
-    # Lightning installs its own warning filters on import; these two are noise for every run.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 
 
 @contextlib.contextmanager

@@ -1,11 +1,16 @@
 """Experiment tracking: Lightning's CSV logger always, W&B through ``WandbLogger`` when enabled.
 
+The CSV curves (``csv/metrics.csv``) are written at every logging step and survive a resume: Lightning's
+own CSV logger keeps rows in memory for 100 steps (a killed run loses them) and deletes an existing
+``metrics.csv`` when a resumed run starts logging (the run loses its whole curve up to the kill).
+
 W&B defaults to offline when no API key is configured, so runs work on a laptop or a cluster node
 without network; ``wandb sync <run folder>/wandb/offline-run-*`` uploads them later.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -27,9 +32,7 @@ def wandb_mode(setup: TrackingSetup, override: str | None = None) -> str:
 
 
 def make_loggers(setup: TrackingSetup, run_dir: Path, run_name: str, mode: str, config: dict, resume_id: str | None):
-    from lightning.pytorch.loggers import CSVLogger
-
-    loggers = [CSVLogger(save_dir=str(run_dir), name="", version="csv")]
+    loggers = [resumable_csv_logger(run_dir)]
     wandb_logger = None
     if mode != "disabled":
         from lightning.pytorch.loggers import WandbLogger
@@ -71,3 +74,46 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[key] = v
     return out
+
+
+def resumable_csv_logger(run_dir: Path):
+    """Lightning's ``CSVLogger`` writing ``<run_dir>/csv/metrics.csv`` at every logging step; a resumed
+    run keeps the rows logged before its checkpoint and replaces those after it (which it replays)."""
+    from lightning.fabric.loggers.logger import rank_zero_experiment
+    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+    class ResumingWriter(ExperimentWriter):
+        def _check_log_dir_exists(self) -> None:  # Lightning deletes metrics.csv here
+            self._earlier = Path(self.metrics_file_path).is_file()
+
+        def log_metrics(self, metrics_dict: dict, step: int | None = None) -> None:
+            if self._earlier and step is not None:
+                self._earlier = False
+                self.metrics_keys = keep_rows_before(Path(self.metrics_file_path), step)
+            super().log_metrics(metrics_dict, step)
+
+    class ResumingCSVLogger(CSVLogger):
+        @property
+        @rank_zero_experiment
+        def experiment(self):
+            if self._experiment is None:
+                self._fs.makedirs(self.root_dir, exist_ok=True)
+                self._experiment = ResumingWriter(log_dir=self.log_dir)
+            return self._experiment
+
+    return ResumingCSVLogger(save_dir=str(run_dir), name="", version="csv", flush_logs_every_n_steps=1)
+
+
+def keep_rows_before(path: Path, step: int) -> list[str]:
+    """Drop the rows of ``path`` (a metrics CSV) logged at ``step`` or later; returns its columns.
+    Those rows came after the checkpoint a run resumes from, and the resumed run logs them again."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        columns = list(reader.fieldnames or [])
+        rows = [r for r in reader if r.get("step") not in (None, "") and int(float(r["step"])) < step]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return sorted(columns)

@@ -13,20 +13,18 @@ a generator seeded by the batch index and never augments, so dev numbers are com
 from __future__ import annotations
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 
 from ..data import batch_to
 from ..experiment import OptimizerSetup
-from ..lit import optimizer_and_schedule
+from ..lit import optimizer_and_schedule, step_seed
 from .objective import NestObjective
 
 
 def step_generator(*key: int) -> torch.Generator:
     """A CPU generator seeded from the integers ``key`` (the augmentation draws on the CPU; masking
     draws on the generator's device and moves the mask)."""
-    seed = int(np.random.SeedSequence([int(k) for k in key]).generate_state(1, np.uint64)[0] >> 1)
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator().manual_seed(step_seed(*key))
 
 
 class PretrainModule(pl.LightningModule):
@@ -44,7 +42,7 @@ class PretrainModule(pl.LightningModule):
         # batch_idx too: with gradient accumulation several batches share one global step
         key = (self.seed, self.current_epoch, self.global_step, batch_idx)
         gen = step_generator(*key)
-        torch.manual_seed(int(step_generator(*key, 1).initial_seed()))  # dropout and dither of this step
+        torch.manual_seed(step_seed(*key, 1))  # dropout and dither of this step
         out = self.objective(batch["audio"], batch["audio_lengths"], gen)
         loss = out["loss"]
         if not torch.isfinite(loss):

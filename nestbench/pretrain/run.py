@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -23,20 +21,18 @@ from torch.utils.data import DataLoader
 
 from ..checkpoint.nemo_file import file_sha256
 from ..data import BucketBatchSampler, data_fingerprint
-from ..launch import distributed_trainer_args
-from ..provenance import config_hash, git_state, package_versions, portable_path
-from ..results import ResultsStore
-from ..runner import (
-    RESULTS_FILE,
-    PreflightError,
-    RunResult,
-    _device,
-    _one_lightning_log_stream,
-    _wandb_id,
-    _write_or_check_config,
-    default_runs_dir,
-    rank_run_folder,
+from ..lightning_setup import (
+    checkpoint_callbacks,
+    device_record,
+    make_trainer,
+    one_lightning_log_stream,
+    tracking_config,
+    wandb_id,
+    write_or_check_config,
 )
+from ..provenance import portable_path, run_provenance
+from ..results import ResultsStore
+from ..runner import RESULTS_FILE, PreflightError, RunResult, default_runs_dir, rank_run_folder
 from ..spec import LoadedSpec
 from ..tracking import log_final, make_loggers, wandb_mode
 from .build import build_objective
@@ -86,11 +82,11 @@ def preflight(exp: PretrainExperiment) -> None:
 
 
 def _pretrain_in(spec, exp: PretrainExperiment, runs: Path, run_dir: Path, wandb, progress, started) -> RunResult:
-    _write_or_check_config(run_dir / "config.gin", spec.operative_config)
+    write_or_check_config(run_dir / "config.gin", spec.operative_config)
     log.info("run folder %s", run_dir)
     import lightning.pytorch as pl
 
-    _one_lightning_log_stream()
+    one_lightning_log_stream()
     pl.seed_everything(exp.seed, workers=True)
 
     # 3. data and objective: the noise set first, so a missing noise manifest stops the run here
@@ -112,13 +108,14 @@ def _pretrain_in(spec, exp: PretrainExperiment, runs: Path, run_dir: Path, wandb
     # 4. train with Lightning: the last checkpoint every epoch (resume), the best by dev loss
     module = PretrainModule(objective, exp.optimizer, seed=exp.seed)
     mode = wandb_mode(exp.tracking, wandb)
-    config = {"spec": str(spec.path), "overrides": list(spec.overrides),
-              "config_hash": config_hash(spec.operative_config), "experiment": exp.name,
-              "operative_config": spec.operative_config}  # fmt: skip
     loggers, wandb_logger = make_loggers(
-        exp.tracking, run_dir, f"{exp.name}/{run_dir.name}", mode, config, _wandb_id(run_dir)
+        exp.tracking, run_dir, f"{exp.name}/{run_dir.name}", mode, tracking_config(spec, exp.name), wandb_id(run_dir)
     )
-    trainer = _trainer(exp, run_dir, loggers, progress, has_dev=dev_set is not None)
+    has_dev = dev_set is not None
+    best_cb, last_cb = checkpoint_callbacks(run_dir, "dev/loss" if has_dev else None, "min")
+    callbacks = [last_cb] if best_cb is None else [best_cb, last_cb]
+    trainer = make_trainer(exp.trainer, run_dir, loggers, callbacks, progress=progress,
+                           limit_val_batches=1.0 if has_dev else 0)  # fmt: skip
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.fit(
         module,
@@ -150,7 +147,7 @@ def _pretrain_in(spec, exp: PretrainExperiment, runs: Path, run_dir: Path, wandb
     # 6. provenance record
     record = _record(spec, exp, runs, run_dir, metrics, manifests, started)
     record.update(
-        epochs=trainer.current_epoch, steps=trainer.global_step, device=_device(exp, trainer),
+        epochs=trainer.current_epoch, steps=trainer.global_step, device=device_record(exp.trainer, trainer),
         checkpoint={"source": portable_path(exp.checkpoint), "sha256": start_sha, "init": exp.init},
         export={"path": portable_path(export, root=runs), "sha256": file_sha256(export),
                 "encoder": _encoder_shape(objective)},
@@ -177,32 +174,6 @@ def _loader(exp: PretrainExperiment, data: UnlabelledAudio, *, shuffle: bool) ->
         rank=None if shard is None else 0, world_size=shard,
     )  # fmt: skip
     return DataLoader(data, batch_sampler=sampler, collate_fn=collate_audio, num_workers=t.num_workers)
-
-
-def _trainer(exp: PretrainExperiment, run_dir: Path, loggers, progress: bool, *, has_dev: bool):
-    import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    t = exp.trainer
-    callbacks = [
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
-                        save_on_train_epoch_end=True, enable_version_counter=False),
-    ]  # fmt: skip
-    if has_dev:
-        callbacks.append(
-            ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="dev/loss", mode="min",
-                            save_top_k=1, enable_version_counter=False)
-        )  # fmt: skip
-    return pl.Trainer(
-        max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator,
-        **distributed_trainer_args(t.num_nodes, t.devices), precision=t.precision,
-        accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
-        val_check_interval=t.val_check_interval, check_val_every_n_epoch=t.check_val_every_n_epoch,
-        log_every_n_steps=t.log_every_n_steps, deterministic=t.deterministic, logger=loggers, callbacks=callbacks,
-        enable_progress_bar=progress, default_root_dir=str(run_dir), limit_train_batches=t.limit_train_batches,
-        limit_val_batches=1.0 if has_dev else 0, use_distributed_sampler=False, num_sanity_val_steps=0,
-        enable_model_summary=False,
-    )  # fmt: skip
 
 
 @torch.inference_mode()
@@ -252,22 +223,10 @@ def _encoder_shape(objective: NestObjective) -> dict:
 
 
 def _record(spec: LoadedSpec, exp: PretrainExperiment, runs: Path, run_dir: Path, metrics, manifests, started) -> dict:
-    root = Path(__file__).resolve().parents[2]
     return {
-        "experiment": exp.name,
-        "run_id": run_dir.name,
-        "run_dir": portable_path(run_dir, root=runs),
-        "spec": portable_path(spec.path),
-        "overrides": list(spec.overrides),
-        "config_hash": config_hash(spec.operative_config),
+        **run_provenance(spec, exp.name, exp.seed, exp.optimizer, runs, run_dir, started),
         "task": "pretrain",
         "board": None,
         "metrics": metrics,
-        "seed": exp.seed,
         "data_fingerprint": data_fingerprint(manifests.all()),
-        "git": git_state(root),
-        "packages": package_versions(),
-        "wall_seconds": round(time.time() - started, 2),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "optimizer": asdict(exp.optimizer),
     }

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from nestbench.metrics.slurp import load_predictions
 from nestbench.results import ResultsStore
@@ -115,6 +116,18 @@ def test_kill_and_resume_matches_uninterrupted(nestbench, tiny_spec, run_env, tm
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((run / "metrics.json").read_text()) == expected
     assert len(ResultsStore(runs_b / "results.jsonl").read()) == 1
+    # not only the same scores: the same weights, bit for bit (dropout and dither replayed step by step)
+    weights = [_state(r / "checkpoints" / "last.ckpt") for r in (_only_run(tmp_path / "a", "quickstart_slurp"), run)]
+    assert weights[0].keys() == weights[1].keys()
+    differ = [k for k in weights[0] if not torch.equal(weights[0][k], weights[1][k])]
+    assert not differ, f"{len(differ)} tensors differ after resume, e.g. {differ[:3]}"
+    # and the whole curve: the rows logged before the kill kept, those after the checkpoint replaced
+    curves = [_csv_rows(r / "csv" / "metrics.csv") for r in (_only_run(tmp_path / "a", "quickstart_slurp"), run)]
+    assert curves[1] == curves[0] and any(row.get("dev/intent_acc") for row in curves[1])
+
+
+def _state(ckpt: Path) -> dict:
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
 
 
 def test_resume_with_changed_spec_is_refused(nestbench, tiny_spec, run_env, tmp_path):
