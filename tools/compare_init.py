@@ -38,6 +38,7 @@ SETUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     # 48 epochs so the steps (1,500) stay near the full run's 2,250
     "asr_500": ("experiments/quickstart/asr.gin", ("SpeechTextMiniData.n_train = 500", "TrainerSetup.max_epochs = 48")),
     "ast": ("experiments/quickstart/ast.gin", ()),
+    "ast_500": ("experiments/quickstart/ast.gin", ("SpeechTextMiniData.n_train = 500", "TrainerSetup.max_epochs = 48")),
     "diarization": ("experiments/quickstart/diarization.gin", ()),
 }
 ARMS = {"ssl": (), "random": ("EncoderSetup.init_exclude = ('encoder.',)",)}
