@@ -17,7 +17,6 @@ import torch
 
 from .lightning_setup import device_record
 from .provenance import portable_path
-from .results import ResultsStore
 from .rundir import new_run_dir
 from .spec import load_spec
 
@@ -25,13 +24,13 @@ from .spec import load_spec
 def evaluate_run(run_dir: str | Path, overrides=(), *, runs_dir: str | Path | None = None, progress: bool = True):
     from .evaluation import evaluate_sets
     from .runner import (
-        RESULTS_FILE,
         RunResult,
         _record,
         cached_upstream,
         cpu_threads,
         load_data,
         preflight,
+        save_record,
     )
     from .upstream import build_upstream
 
@@ -76,8 +75,7 @@ def evaluate_run(run_dir: str | Path, overrides=(), *, runs_dir: str | Path | No
     }
     if original_record is not None:
         record["run_id"] = original_record.get("run_id", run_dir.name)
-    ResultsStore(runs / RESULTS_FILE).append(record)
-    (out / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    save_record(runs, out, record)
     return RunResult(out, metrics, record)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from .experiment import TrainerSetup
 from .launch import distributed_trainer_args
 from .provenance import config_hash, device_info
+from .tracking import make_loggers, wandb_mode
 
 
 def checkpoint_callbacks(run_dir: Path, monitor: str | None, mode: str = "min") -> tuple:
@@ -74,7 +75,16 @@ def device_record(t: TrainerSetup, trainer) -> dict:
     }
 
 
-def tracking_config(spec, name: str) -> dict:
+def run_loggers(spec, exp, run_dir: Path, wandb: str | None):
+    """``(loggers, wandb_logger)`` of a run: the CSV curves and, unless W&B is disabled (``wandb``
+    overrides the spec's ``TrackingSetup.wandb``), a W&B run named ``<experiment>/<run-id>`` that a
+    resumed run continues under its earlier id."""
+    mode = wandb_mode(exp.tracking, wandb)
+    name = f"{exp.name}/{run_dir.name}"
+    return make_loggers(exp.tracking, run_dir, name, mode, _tracking_config(spec, exp.name), _wandb_id(run_dir))
+
+
+def _tracking_config(spec, name: str) -> dict:
     """What a W&B run shows as its config: the spec, its overrides and the operative config."""
     return {
         "spec": str(spec.path),
@@ -95,7 +105,7 @@ def write_or_check_config(path: Path, operative: str) -> None:
     path.write_text(operative, encoding="utf-8")
 
 
-def wandb_id(run_dir: Path) -> str | None:
+def _wandb_id(run_dir: Path) -> str | None:
     """Reuse the W&B run id of an interrupted run, so a resumed run continues the same W&B run."""
     found = sorted((run_dir / "wandb").glob("offline-run-*")) + sorted((run_dir / "wandb").glob("run-*"))
     return found[-1].name.rsplit("-", 1)[-1] if found else None

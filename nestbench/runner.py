@@ -31,8 +31,7 @@ from .lightning_setup import (
     device_record,
     make_trainer,
     one_lightning_log_stream,
-    tracking_config,
-    wandb_id,
+    run_loggers,
     write_or_check_config,
 )
 from .provenance import portable_path, run_provenance
@@ -41,7 +40,7 @@ from .rundir import find_resumable, new_run_dir
 from .spec import LoadedSpec
 from .task import DataSplits, headline
 from .threads import torch_threads as cpu_threads
-from .tracking import log_final, make_loggers, wandb_mode
+from .tracking import finish_tracking
 from .upstream import build_cached_upstream, build_upstream, init_kind
 
 log = logging.getLogger(__name__)
@@ -152,10 +151,7 @@ def _run_in(
     dev = eval_loader(exp, upstream, entries["dev"], feature_files, shard=True)
 
     # 5. train with Lightning (checkpoints at validation: best by the dev headline metric + last)
-    mode = wandb_mode(exp.tracking, wandb)
-    loggers, wandb_logger = make_loggers(
-        exp.tracking, run_dir, f"{exp.name}/{run_dir.name}", mode, tracking_config(spec, exp.name), wandb_id(run_dir)
-    )
+    loggers, wandb_logger = run_loggers(spec, exp, run_dir, wandb)
     metric = headline(exp.task)
     best_cb, last_cb = checkpoint_callbacks(run_dir, f"dev/{metric.name}", metric.direction)
     trainer = make_trainer(exp.trainer, run_dir, loggers, [best_cb, last_cb, *callbacks], progress=progress)
@@ -189,12 +185,15 @@ def _run_in(
         "feature_cache": cache_stats.as_record() if cache_stats is not None else None,
         **record_extra,
     }
+    save_record(runs, run_dir, record)
+    finish_tracking(wandb_logger, metrics, table)
+    return RunResult(run_dir, metrics, record)
+
+
+def save_record(runs: Path, run_dir: Path, record: dict) -> None:
+    """One result: appended to the runs folder's results store, and as ``run.json`` in its run folder."""
     ResultsStore(runs / RESULTS_FILE).append(record)
     (run_dir / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    log_final(wandb_logger, metrics, table)
-    if wandb_logger is not None:
-        wandb_logger.experiment.finish()
-    return RunResult(run_dir, metrics, record)
 
 
 def prepare_experiment(spec: LoadedSpec, *, runs_dir: str | Path | None = None, progress: bool = True) -> dict:

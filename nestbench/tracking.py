@@ -54,8 +54,9 @@ def make_loggers(setup: TrackingSetup, run_dir: Path, run_name: str, mode: str, 
     return loggers, wandb_logger
 
 
-def log_final(wandb_logger, metrics: dict, predictions_table: tuple[list[str], list[list]] | None) -> None:
-    """Final metrics go to the run summary (``test/intent_acc``, ...), predictions to a table."""
+def finish_tracking(wandb_logger, metrics: dict, predictions_table: tuple[list[str], list[list]] | None) -> None:
+    """Final metrics go to the W&B run summary (``test/intent_acc``, ...), predictions to a table, and
+    the run is closed."""
     if wandb_logger is None:
         return
     run = wandb_logger.experiment
@@ -63,6 +64,7 @@ def log_final(wandb_logger, metrics: dict, predictions_table: tuple[list[str], l
     if predictions_table is not None:
         columns, rows = predictions_table
         wandb_logger.log_table(key="test/predictions", columns=columns, data=rows)
+    run.finish()
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

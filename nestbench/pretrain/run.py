@@ -26,15 +26,13 @@ from ..lightning_setup import (
     device_record,
     make_trainer,
     one_lightning_log_stream,
-    tracking_config,
-    wandb_id,
+    run_loggers,
     write_or_check_config,
 )
 from ..provenance import portable_path, run_provenance
-from ..results import ResultsStore
-from ..runner import RESULTS_FILE, PreflightError, RunResult, default_runs_dir, rank_run_folder
+from ..runner import PreflightError, RunResult, default_runs_dir, rank_run_folder, save_record
 from ..spec import LoadedSpec
-from ..tracking import log_final, make_loggers, wandb_mode
+from ..tracking import finish_tracking
 from .build import build_objective
 from .curves import plot_curves
 from .data import NoiseSet, UnlabelledAudio, collate_audio
@@ -107,10 +105,7 @@ def _pretrain_in(spec, exp: PretrainExperiment, runs: Path, run_dir: Path, wandb
 
     # 4. train with Lightning: the last checkpoint every epoch (resume), the best by dev loss
     module = PretrainModule(objective, exp.optimizer, seed=exp.seed)
-    mode = wandb_mode(exp.tracking, wandb)
-    loggers, wandb_logger = make_loggers(
-        exp.tracking, run_dir, f"{exp.name}/{run_dir.name}", mode, tracking_config(spec, exp.name), wandb_id(run_dir)
-    )
+    loggers, wandb_logger = run_loggers(spec, exp, run_dir, wandb)
     has_dev = dev_set is not None
     best_cb, last_cb = checkpoint_callbacks(run_dir, "dev/loss" if has_dev else None, "min")
     callbacks = [last_cb] if best_cb is None else [best_cb, last_cb]
@@ -155,11 +150,8 @@ def _pretrain_in(spec, exp: PretrainExperiment, runs: Path, run_dir: Path, wandb
               "skipped_short": train_set.n_skipped + (dev_set.n_skipped if dev_set else 0),
               "dev_utterances": len(dev_set) if dev_set else 0, **manifests.info},
     )  # fmt: skip
-    ResultsStore(runs / RESULTS_FILE).append(record)
-    (run_dir / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    log_final(wandb_logger, metrics, None)
-    if wandb_logger is not None:
-        wandb_logger.experiment.finish()
+    save_record(runs, run_dir, record)
+    finish_tracking(wandb_logger, metrics, None)
     return RunResult(run_dir, metrics, record)
 
 
